@@ -1,0 +1,3 @@
+"""
+Helpers shared by the test suite (throwaway PKI, daemon runners, clients).
+"""
