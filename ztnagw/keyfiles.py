@@ -18,48 +18,34 @@ import os
 import stat
 
 
-def writePrivateFile(path: str, data: bytes, directoryMode: int = 0o700) -> None:
+def writePrivateFile(path: str, data: bytes) -> None:
     """
     Atomically write C{data} to C{path} with mode 0600.
 
-    Missing parent directories are created with C{directoryMode}.
+    Missing parent directories are created with mode 0700.
 
     @raise OSError: the file cannot be written; nothing is left behind.
     """
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, mode=directoryMode, exist_ok=True)
-    temporary = os.path.join(
-        directory, f".{os.path.basename(path)}.{os.getpid()}.tmp"
-    )
-    fd = os.open(
-        temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600
-    )
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        try:
-            os.unlink(temporary)
-        except OSError:
-            pass
-        raise
-    _fsyncDirectory(directory)
+    _writeAtomically(path, data, 0o600)
 
 
 def writePublicFile(path: str, data: bytes) -> None:
     """
     Atomically write a file that may be world-readable (a certificate).
     """
+    _writeAtomically(path, data, 0o644)
+
+
+def _writeAtomically(path: str, data: bytes, mode: int) -> None:
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, mode=0o700, exist_ok=True)
     temporary = os.path.join(
         directory, f".{os.path.basename(path)}.{os.getpid()}.tmp"
     )
+    # The mode is given at creation: a chmod afterwards would leave a window
+    # in which the secret is readable.
     fd = os.open(
-        temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644
+        temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode
     )
     try:
         with os.fdopen(fd, "wb") as f:
