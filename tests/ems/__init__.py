@@ -1,0 +1,3 @@
+"""
+Tests for L{ztnagw.ems} and the C{ztnagw ems} admin command.
+"""
