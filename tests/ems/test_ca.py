@@ -13,7 +13,7 @@ from attrs import evolve
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtensionOID, NameOID
+from cryptography.x509.oid import ExtensionOID
 from OpenSSL import crypto
 from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
@@ -113,7 +113,9 @@ class CreateTests(SynchronousTestCase):
         )
         constraints = extensions.get_extension_for_class(x509.BasicConstraints)
         self.assertTrue(constraints.critical)
-        self.assertEqual(constraints.value, x509.BasicConstraints(ca=True, path_length=0))
+        self.assertEqual(
+            constraints.value, x509.BasicConstraints(ca=True, path_length=0)
+        )
         usage = extensions.get_extension_for_class(x509.KeyUsage)
         self.assertTrue(usage.critical)
         self.assertEqual(
@@ -147,7 +149,9 @@ class CreateTests(SynchronousTestCase):
         self.assertTrue(keyMatchesCertificate(self.ca.privateKey, self.ca.certificate))
         self.assertTrue(0 < self.ca.certificate.serial_number < 2**SERIAL_BITS)
         other = createCertificateAuthority("FCTEMS8825007278", "gw1", self.now)
-        self.assertNotEqual(other.certificate.serial_number, self.ca.certificate.serial_number)
+        self.assertNotEqual(
+            other.certificate.serial_number, self.ca.certificate.serial_number
+        )
         self.assertNotEqual(other.fingerprint, self.ca.fingerprint)
 
     def test_validity(self) -> None:
@@ -168,9 +172,7 @@ class CreateTests(SynchronousTestCase):
         Without an EMS serial number or a hostname, the subject is just
         C{CN=ztnagw EMS CA}.
         """
-        self.assertEqual(
-            authoritySubject("", "").rfc4514_string(), "CN=ztnagw EMS CA"
-        )
+        self.assertEqual(authoritySubject("", "").rfc4514_string(), "CN=ztnagw EMS CA")
 
     def test_tooLong(self) -> None:
         """
@@ -328,7 +330,8 @@ class LoadTests(SynchronousTestCase):
         loaded = loadCertificateAuthority(self.stateDir, 2)
         self.assertEqual(loaded, self.stored)
         self.assertEqual(
-            loaded.privateKey.private_numbers(), self.stored.privateKey.private_numbers()
+            loaded.privateKey.private_numbers(),
+            self.stored.privateKey.private_numbers(),
         )
         self.assertEqual(loaded.source, self.files.certificate)
         self.assertEqual(loaded.trustedCertificates(), (self.stored.certificate,))
@@ -499,7 +502,9 @@ class LocalCertificateTests(SynchronousTestCase):
         A CA certificate with its key is accepted, named after its entry.
         """
         issued = makeCA(keySlot=40)
-        ca = certificateAuthorityFromLocalCertificate("ZTNA-CA", issued.certificate, issued.key)
+        ca = certificateAuthorityFromLocalCertificate(
+            "ZTNA-CA", issued.certificate, issued.key
+        )
         self.assertEqual(ca.certificate, issued.certificate)
         self.assertEqual(ca.source, "vpn certificate local 'ZTNA-CA'")
         self.assertEqual(ca.previous, ())
@@ -557,9 +562,13 @@ class RotationTests(SynchronousTestCase):
         self.assertNotEqual(new.certificate, self.old.certificate)
         self.assertEqual(new.subject, self.old.subject)
         self.assertEqual(new.previous, (self.old.certificate,))
-        self.assertEqual(new.trustedCertificates(), (new.certificate, self.old.certificate))
+        self.assertEqual(
+            new.trustedCertificates(), (new.certificate, self.old.certificate)
+        )
         self.assertEqual(loadCertificateAuthority(self.stateDir, 1), new)
-        self.assertEqual(_fileBytes(self.files.previousKey), privateKeyPem(self.old.privateKey))
+        self.assertEqual(
+            _fileBytes(self.files.previousKey), privateKeyPem(self.old.privateKey)
+        )
         self.assertEqual(_mode(self.files.previousKey), 0o600)
         self.assertEqual(_mode(self.files.previousDirectory), 0o700)
         newDevice = makeDevice(_asIssued(new), DEVICE_UID, keySlot=51).certificate
@@ -574,7 +583,12 @@ class RotationTests(SynchronousTestCase):
         """
         new = rotateCertificateAuthority(self.stateDir, 1, "S", "gw1")
         error = self.assertRaises(
-            CertificateAuthorityError, rotateCertificateAuthority, self.stateDir, 1, "S", "gw1"
+            CertificateAuthorityError,
+            rotateCertificateAuthority,
+            self.stateDir,
+            1,
+            "S",
+            "gw1",
         )
         self.assertIn("--retire-previous", str(error))
         self.assertEqual(loadCertificateAuthority(self.stateDir, 1), new)
@@ -599,7 +613,10 @@ class RotationTests(SynchronousTestCase):
         Retiring without a previous CA is refused.
         """
         error = self.assertRaises(
-            CertificateAuthorityError, retirePreviousCertificateAuthority, self.stateDir, 1
+            CertificateAuthorityError,
+            retirePreviousCertificateAuthority,
+            self.stateDir,
+            1,
         )
         self.assertIn("no previous certificate authority", str(error))
 
@@ -608,7 +625,12 @@ class RotationTests(SynchronousTestCase):
         Rotating where there is no CA is refused.
         """
         self.assertRaises(
-            CertificateAuthorityError, rotateCertificateAuthority, self.stateDir, 9, "S", "gw"
+            CertificateAuthorityError,
+            rotateCertificateAuthority,
+            self.stateDir,
+            9,
+            "S",
+            "gw",
         )
         self.assertFalse(hasCertificateAuthority(self.stateDir, 9))
 
@@ -619,10 +641,15 @@ class RotationTests(SynchronousTestCase):
         """
         os.makedirs(self.files.previousDirectory, mode=0o700)
         writePrivateFile(self.files.previousKey, _fileBytes(self.files.key))
-        writePublicFile(self.files.previousCertificate, _fileBytes(self.files.certificate))
+        writePublicFile(
+            self.files.previousCertificate, _fileBytes(self.files.certificate)
+        )
         self.assertEqual(loadCertificateAuthority(self.stateDir, 1).previous, ())
         error = self.assertRaises(
-            CertificateAuthorityError, retirePreviousCertificateAuthority, self.stateDir, 1
+            CertificateAuthorityError,
+            retirePreviousCertificateAuthority,
+            self.stateDir,
+            1,
         )
         self.assertIn("--rotate", str(error))
         new = rotateCertificateAuthority(self.stateDir, 1, "S", "gw1")

@@ -322,18 +322,14 @@ class ArbitraryInputTests(SynchronousTestCase):
         """
         Arbitrary bytes are rejected with our error.
         """
-        self.assertRaises(
-            SigningRequestRejected, parseCertificateSigningRequest, data
-        )
+        self.assertRaises(SigningRequestRejected, parseCertificateSigningRequest, data)
 
     @given(st.binary(max_size=1024).map(lambda b: b"\x30" + b))
     def test_derLike(self, data: bytes) -> None:
         """
         Bytes that start like DER are rejected with our error.
         """
-        self.assertRaises(
-            SigningRequestRejected, parseCertificateSigningRequest, data
-        )
+        self.assertRaises(SigningRequestRejected, parseCertificateSigningRequest, data)
 
     @given(st.binary(max_size=1024).map(_armored))
     def test_armoredBytes(self, data: bytes) -> None:
@@ -341,9 +337,7 @@ class ArbitraryInputTests(SynchronousTestCase):
         Arbitrary bytes in a well-formed PEM block are rejected with our
         error.
         """
-        self.assertRaises(
-            SigningRequestRejected, parseCertificateSigningRequest, data
-        )
+        self.assertRaises(SigningRequestRejected, parseCertificateSigningRequest, data)
 
     @given(st.data())
     def test_mutatedRequest(self, data: st.DataObject) -> None:

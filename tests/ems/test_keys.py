@@ -121,9 +121,7 @@ class DescribeKeyTests(SynchronousTestCase):
             "EC P-384",
         )
         self.assertEqual(describeKey(_rsaPublicKey(3072)), "RSA 3072")
-        self.assertEqual(
-            describeKey(ed25519.Ed25519PrivateKey.generate()), "Ed25519"
-        )
+        self.assertEqual(describeKey(ed25519.Ed25519PrivateKey.generate()), "Ed25519")
 
 
 class HelperTests(SynchronousTestCase):
@@ -149,9 +147,7 @@ class HelperTests(SynchronousTestCase):
             (ec.SECP521R1(), hashes.SHA512),
         ]
         for curve, digest in cases:
-            self.assertIsInstance(
-                signatureHash(ec.generate_private_key(curve)), digest
-            )
+            self.assertIsInstance(signatureHash(ec.generate_private_key(curve)), digest)
         self.assertIsInstance(signatureHash(newRSAKey()), hashes.SHA256)
 
     def test_keyMatchesCertificate(self) -> None:
@@ -199,7 +195,9 @@ class ReadPrivateKeyFileTests(SynchronousTestCase):
         """
         writePrivateFile(self.path, privateKeyPem(newKey(12)))
         os.chmod(self.path, 0o640)
-        error = self.assertRaises(KeyMaterialError, readPrivateKeyFile, self.path, "CA key")
+        error = self.assertRaises(
+            KeyMaterialError, readPrivateKeyFile, self.path, "CA key"
+        )
         self.assertIn("refusing CA key", str(error))
         self.assertIn(f"chmod 600 {self.path}", str(error))
 

@@ -26,7 +26,12 @@ from tests.support.pki import DEVICE_UID, makeCA, makeCSR, newKey, newRSAKey
 from ztnagw.ems import signing
 from ztnagw.ems.ca import CertificateAuthorityError, EmsCertificateAuthority
 from ztnagw.ems.csr import SigningRequest, parseCertificateSigningRequest
-from ztnagw.ems.keys import KeyMaterialError, certificatePem, privateKeyPem, publicKeyBytes
+from ztnagw.ems.keys import (
+    KeyMaterialError,
+    certificatePem,
+    privateKeyPem,
+    publicKeyBytes,
+)
 from ztnagw.ems.signing import (
     DEVICE_VALIDITY,
     SERIAL_BITS,
@@ -44,7 +49,9 @@ from ztnagw.registry.record import canonicalSerial, isUid
 _MINUTE = datetime.timedelta(minutes=1)
 
 
-def _request(key: object = None, builder: x509.CertificateSigningRequestBuilder | None = None) -> SigningRequest:
+def _request(
+    key: object = None, builder: x509.CertificateSigningRequestBuilder | None = None
+) -> SigningRequest:
     """
     A checked request for C{key} (a cached P-256 key by default), built from
     C{builder} if given.
@@ -55,7 +62,9 @@ def _request(key: object = None, builder: x509.CertificateSigningRequestBuilder 
         request, _ = makeCSR("device", key=key)  # type: ignore[arg-type]
     else:
         request = builder.sign(key, hashes.SHA256())  # type: ignore[arg-type]
-    return parseCertificateSigningRequest(request.public_bytes(serialization.Encoding.PEM))
+    return parseCertificateSigningRequest(
+        request.public_bytes(serialization.Encoding.PEM)
+    )
 
 
 def _clientVerifier(
@@ -155,7 +164,9 @@ class UidAndSerialTests(SynchronousTestCase):
             _AUTHORITY, _REQUEST, DEVICE_UID, serial, _AUTHORITY_TIME
         )
         self.assertEqual(certificate.serial_number, serial)
-        self.assertEqual(canonicalSerial(certificate.serial_number), canonicalSerial(serial))
+        self.assertEqual(
+            canonicalSerial(certificate.serial_number), canonicalSerial(serial)
+        )
 
 
 # Built once for hypothesis, which runs a test many times.
@@ -175,7 +186,9 @@ class DeviceCertificateTests(SynchronousTestCase):
         self.ca = newAuthority(self.now)
         self.serial = newSerial()
 
-    def _issue(self, request: SigningRequest | None = None, **kwargs: object) -> x509.Certificate:
+    def _issue(
+        self, request: SigningRequest | None = None, **kwargs: object
+    ) -> x509.Certificate:
         return issueDeviceCertificate(
             self.ca,
             request or _request(),
@@ -214,7 +227,16 @@ class DeviceCertificateTests(SynchronousTestCase):
 
         def verify(purpose: str) -> int:
             return subprocess.run(
-                [openssl, "verify", "-x509_strict", "-purpose", purpose, "-CAfile", caPath, devicePath],
+                [
+                    openssl,
+                    "verify",
+                    "-x509_strict",
+                    "-purpose",
+                    purpose,
+                    "-CAfile",
+                    caPath,
+                    devicePath,
+                ],
                 capture_output=True,
                 timeout=30,
             ).returncode
@@ -233,7 +255,9 @@ class DeviceCertificateTests(SynchronousTestCase):
             .time(self.now)
             .build_server_verifier(verification.DNSName("device"))
         )
-        self.assertRaises(verification.VerificationError, verifier.verify, certificate, [])
+        self.assertRaises(
+            verification.VerificationError, verifier.verify, certificate, []
+        )
 
     def test_subjectIsTheUid(self) -> None:
         """
@@ -243,7 +267,9 @@ class DeviceCertificateTests(SynchronousTestCase):
         builder = x509.CertificateSigningRequestBuilder().subject_name(
             x509.Name(
                 [
-                    x509.NameAttribute(NameOID.COMMON_NAME, "11111111111111111111111111111111"),
+                    x509.NameAttribute(
+                        NameOID.COMMON_NAME, "11111111111111111111111111111111"
+                    ),
                     x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Evil"),
                     x509.NameAttribute(NameOID.COMMON_NAME, "admin"),
                 ]
@@ -265,10 +291,13 @@ class DeviceCertificateTests(SynchronousTestCase):
             x509.CertificateSigningRequestBuilder()
             .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "x")]))
             .add_extension(
-                x509.SubjectAlternativeName([x509.DNSName("intranet.example.com")]), False
+                x509.SubjectAlternativeName([x509.DNSName("intranet.example.com")]),
+                False,
             )
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)
+            .add_extension(
+                x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False
+            )
         )
         certificate = self._issue(_request(builder=builder))
         extensions = certificate.extensions
@@ -303,7 +332,9 @@ class DeviceCertificateTests(SynchronousTestCase):
         self.assertFalse(usage.value.key_encipherment)
         self.assertFalse(usage.value.key_cert_sign)
         self.assertEqual(
-            certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value,
+            certificate.extensions.get_extension_for_class(
+                x509.SubjectKeyIdentifier
+            ).value,
             x509.SubjectKeyIdentifier.from_public_key(request.publicKey),
         )
         caIdentifier = self.ca.certificate.extensions.get_extension_for_class(
@@ -342,7 +373,10 @@ class DeviceCertificateTests(SynchronousTestCase):
         self.assertFalse(_opensslVerifies(self.ca, forged, (device,)))
 
         intermediateKey = newKey(63)
-        for authority, verifies in ((self.ca, False), (_unconstrainedAuthority(), True)):
+        for authority, verifies in (
+            (self.ca, False),
+            (_unconstrainedAuthority(), True),
+        ):
             intermediate = _signed(
                 intermediateKey,
                 authority.certificate.subject,
@@ -386,17 +420,19 @@ class DeviceCertificateTests(SynchronousTestCase):
         An expired CA issues nothing, and the message says to rotate it.
         """
         end = self.ca.certificate.not_valid_after_utc
-        error = self.assertRaises(
-            CertificateAuthorityError, self._issue, notBefore=end
-        )
+        error = self.assertRaises(CertificateAuthorityError, self._issue, notBefore=end)
         self.assertIn("rotate", str(error))
 
     def test_badValidity(self) -> None:
         """
         Naive times and an end before the start are programming errors.
         """
-        self.assertRaises(ValueError, self._issue, notBefore=self.now.replace(tzinfo=None))
-        self.assertRaises(ValueError, self._issue, notBefore=self.now, notAfter=self.now)
+        self.assertRaises(
+            ValueError, self._issue, notBefore=self.now.replace(tzinfo=None)
+        )
+        self.assertRaises(
+            ValueError, self._issue, notBefore=self.now, notAfter=self.now
+        )
 
     def test_badUidOrSerial(self) -> None:
         """
@@ -409,7 +445,13 @@ class DeviceCertificateTests(SynchronousTestCase):
             )
         for serial in (0, -1, 2**SERIAL_BITS):
             self.assertRaises(
-                ValueError, issueDeviceCertificate, self.ca, request, DEVICE_UID, serial, self.now
+                ValueError,
+                issueDeviceCertificate,
+                self.ca,
+                request,
+                DEVICE_UID,
+                serial,
+                self.now,
             )
 
     def test_uncheckedRequest(self) -> None:
@@ -504,19 +546,25 @@ class ServerCertificateTests(SynchronousTestCase):
         )
         self.assertEqual(certificate.subject.rfc4514_string(), "CN=gw.example.com")
         self.assertEqual(
-            list(certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value),
+            list(
+                certificate.extensions.get_extension_for_class(
+                    x509.ExtendedKeyUsage
+                ).value
+            ),
             [ExtendedKeyUsageOID.SERVER_AUTH],
         )
-        self.assertEqual(
-            certificate.not_valid_after_utc, self.now + SERVER_VALIDITY
-        )
+        self.assertEqual(certificate.not_valid_after_utc, self.now + SERVER_VALIDITY)
 
     def test_addressOnly(self) -> None:
         """
         With addresses only, the subject is the first address.
         """
         certificate = issueServerCertificate(
-            self.ca, self.key.public_key(), [], [ipaddress.ip_address("10.0.3.10")], self.now
+            self.ca,
+            self.key.public_key(),
+            [],
+            [ipaddress.ip_address("10.0.3.10")],
+            self.now,
         )
         self.assertEqual(certificate.subject.rfc4514_string(), "CN=10.0.3.10")
 
@@ -526,10 +574,14 @@ class ServerCertificateTests(SynchronousTestCase):
         and makes the alternative names critical.
         """
         name = "a" * 60 + ".example.com"
-        certificate = issueServerCertificate(self.ca, self.key.public_key(), [name], [], self.now)
+        certificate = issueServerCertificate(
+            self.ca, self.key.public_key(), [name], [], self.now
+        )
         self.assertEqual(len(certificate.subject), 0)
         self.assertTrue(
-            certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).critical
+            certificate.extensions.get_extension_for_class(
+                x509.SubjectAlternativeName
+            ).critical
         )
         self._verifier(verification.DNSName(name)).verify(certificate, [])
 
@@ -538,13 +590,30 @@ class ServerCertificateTests(SynchronousTestCase):
         No name at all, a malformed DNS name or address is refused.
         """
         public = self.key.public_key()
-        self.assertRaises(ValueError, issueServerCertificate, self.ca, public, [], [], self.now)
-        for bad in ("", "a..b", "-a.com", "a_b.com", "é.com", "\u212a.com", "a b", "*.*.com"):
+        self.assertRaises(
+            ValueError, issueServerCertificate, self.ca, public, [], [], self.now
+        )
+        for bad in (
+            "",
+            "a..b",
+            "-a.com",
+            "a_b.com",
+            "é.com",
+            "\u212a.com",
+            "a b",
+            "*.*.com",
+        ):
             self.assertRaises(
                 ValueError, issueServerCertificate, self.ca, public, [bad], [], self.now
             )
         self.assertRaises(
-            ValueError, issueServerCertificate, self.ca, public, [], ["300.1.1.1"], self.now
+            ValueError,
+            issueServerCertificate,
+            self.ca,
+            public,
+            [],
+            ["300.1.1.1"],
+            self.now,
         )
 
 
@@ -589,7 +658,10 @@ class EnsureLocalCertificateTests(SynchronousTestCase):
         self.assertEqual(len(events), 1)
         self.assertIn(self.certificatePath, formatEvent(events[0]))
         self.assertNotIn("PRIVATE KEY", formatEvent(events[0]))
-        before = os.stat(self.keyPath).st_mtime_ns, os.stat(self.certificatePath).st_mtime_ns
+        before = (
+            os.stat(self.keyPath).st_mtime_ns,
+            os.stat(self.certificatePath).st_mtime_ns,
+        )
         loaded = self._ensure()
         self.assertFalse(loaded.created)
         self.assertEqual(loaded.certificate, created.certificate)
@@ -597,7 +669,10 @@ class EnsureLocalCertificateTests(SynchronousTestCase):
             loaded.privateKey.private_numbers(), created.privateKey.private_numbers()
         )
         self.assertEqual(
-            (os.stat(self.keyPath).st_mtime_ns, os.stat(self.certificatePath).st_mtime_ns),
+            (
+                os.stat(self.keyPath).st_mtime_ns,
+                os.stat(self.certificatePath).st_mtime_ns,
+            ),
             before,
         )
 

@@ -193,15 +193,10 @@ def _initAll(
     out: TextIO,
     now: datetime.datetime | None,
 ) -> int:
-    enabled = [
-        ems
-        for _, ems in sorted(config.emsConnectors.items())
-        if ems.status
-    ]
+    enabled = [ems for _, ems in sorted(config.emsConnectors.items()) if ems.status]
     if not enabled:
         raise CommandFailed(
-            "no enabled 'config endpoint-control fctems' entry in the "
-            "configuration"
+            "no enabled 'config endpoint-control fctems' entry in the " "configuration"
         )
     for ems in enabled:
         if ems.caCertificate is not None:
@@ -214,7 +209,9 @@ def _initAll(
         existed = hasCertificateAuthority(stateDir, ems.id)
         ca = ensureCertificateAuthority(stateDir, ems, hostname, now)
         if existed:
-            print(f"{_describe(ems)}: already has a certificate authority; kept", file=out)
+            print(
+                f"{_describe(ems)}: already has a certificate authority; kept", file=out
+            )
         else:
             print(f"{_describe(ems)}: created the certificate authority", file=out)
         _printAuthority(ca, authorityFiles(stateDir, ems.id), out)
@@ -232,7 +229,9 @@ def _rotate(
         stateDir, ems.id, ems.serialNumber or "", hostname, now
     )
     files = authorityFiles(stateDir, ems.id)
-    print(f"{_describe(ems)}: rotated the certificate authority; the new one:", file=out)
+    print(
+        f"{_describe(ems)}: rotated the certificate authority; the new one:", file=out
+    )
     _printAuthority(ca, files, out)
     print(
         f"The previous CA (SHA-256 {fingerprint(ca.previous[0])}) is kept in "

@@ -315,9 +315,7 @@ def certificateAuthorityFromLocalCertificate(
     where = f"vpn certificate local {name!r}"
     problem = certificateAuthorityProblem(certificate)
     if problem is not None:
-        raise CertificateAuthorityError(
-            f"{where} cannot be an EMS CA: {problem}"
-        )
+        raise CertificateAuthorityError(f"{where} cannot be an EMS CA: {problem}")
     if not keyMatchesCertificate(privateKey, certificate):
         raise CertificateAuthorityError(
             f"{where}: the private key does not belong to the certificate"
@@ -438,9 +436,7 @@ def loadCertificateAuthority(stateDir: str, emsId: int) -> EmsCertificateAuthori
     for directory in (os.path.dirname(files.directory), files.directory):
         problem = _directoryProblem(directory)
         if problem is not None:
-            raise CertificateAuthorityError(
-                f"refusing the EMS {emsId} CA: {problem}"
-            )
+            raise CertificateAuthorityError(f"refusing the EMS {emsId} CA: {problem}")
     try:
         key = readPrivateKeyFile(files.key, f"EMS {emsId} CA key")
         certificate = readCertificateFile(

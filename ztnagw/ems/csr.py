@@ -123,9 +123,7 @@ def _derFromPem(data: bytes) -> bytes:
         )
     match = _PEM_BLOCK.search(data)
     if match is None:
-        raise SigningRequestRejected(
-            "the PEM data is malformed (no matching END line)"
-        )
+        raise SigningRequestRejected("the PEM data is malformed (no matching END line)")
     if match.group(1) not in _PEM_LABELS:
         raise SigningRequestRejected(
             f"the PEM block is a {match.group(1).decode('ascii')}, not a "
@@ -140,9 +138,7 @@ def _derFromPem(data: bytes) -> bytes:
     try:
         der = base64.b64decode(body, validate=True)
     except (binascii.Error, ValueError):
-        raise SigningRequestRejected(
-            "the PEM block is not valid base64"
-        ) from None
+        raise SigningRequestRejected("the PEM block is not valid base64") from None
     if not der:
         raise SigningRequestRejected("the PEM block is empty")
     return der
@@ -169,8 +165,7 @@ def _check(request: x509.CertificateSigningRequest, der: bytes) -> SigningReques
     if digest is None or digest.name not in ACCEPTED_SIGNATURE_HASHES:
         name = "no digest" if digest is None else digest.name.upper()
         raise SigningRequestRejected(
-            f"the request is signed with {name}; sign it with SHA-256 or "
-            f"stronger"
+            f"the request is signed with {name}; sign it with SHA-256 or " f"stronger"
         )
     try:
         valid = request.is_signature_valid

@@ -118,14 +118,11 @@ def publicKeyProblem(publicKey: object) -> str | None:
         if publicKey.key_size < MIN_RSA_BITS:
             return f"an RSA key of {publicKey.key_size} bits is too weak; " + accepted
         if publicKey.key_size > MAX_RSA_BITS:
-            return (
-                f"an RSA key of {publicKey.key_size} bits is too large; " + accepted
-            )
+            return f"an RSA key of {publicKey.key_size} bits is too large; " + accepted
         exponent = publicKey.public_numbers().e
         if exponent % 2 == 0 or exponent < MIN_RSA_EXPONENT:
             return (
-                f"an RSA public exponent of {exponent} is not accepted; use "
-                f"65537"
+                f"an RSA public exponent of {exponent} is not accepted; use " f"65537"
             )
         return None
     if isinstance(publicKey, (ed25519.Ed25519PublicKey, ed448.Ed448PublicKey)):
@@ -170,7 +167,9 @@ def publicKeyBytes(publicKey: PublicKey) -> bytes:
     )
 
 
-def keyMatchesCertificate(privateKey: PrivateKey, certificate: x509.Certificate) -> bool:
+def keyMatchesCertificate(
+    privateKey: PrivateKey, certificate: x509.Certificate
+) -> bool:
     """
     Whether C{certificate} certifies C{privateKey}'s public half.
     """

@@ -109,9 +109,7 @@ def _checkSerial(serial: int) -> None:
     if not isinstance(serial, int) or isinstance(serial, bool):
         raise TypeError(f"a serial number is an int, not {type(serial).__name__}")
     if not 0 < serial < 2**SERIAL_BITS:
-        raise ValueError(
-            f"serial number {serial} is outside 1 .. 2**{SERIAL_BITS} - 1"
-        )
+        raise ValueError(f"serial number {serial} is outside 1 .. 2**{SERIAL_BITS} - 1")
 
 
 def _validity(
@@ -380,7 +378,9 @@ def ensureLocalCertificate(
         return _loadLocalCertificate(certificatePath, keyPath, now)
     if haveCertificate or haveKey:
         present, missing = (
-            (certificatePath, keyPath) if haveCertificate else (keyPath, certificatePath)
+            (certificatePath, keyPath)
+            if haveCertificate
+            else (keyPath, certificatePath)
         )
         raise LocalCertificateError(
             f"{present} exists but {missing} does not; restore the missing "
@@ -406,7 +406,6 @@ def ensureLocalCertificate(
         path=certificatePath,
     )
     return LocalCertificate(certificate=certificate, privateKey=key, created=True)
-
 
 
 def _loadLocalCertificate(
