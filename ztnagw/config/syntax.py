@@ -479,22 +479,38 @@ class _Frame:
     A C{config} block or C{edit} entry that is open.
 
     @ivar isConfig: C{config} (C{True}) or C{edit} (C{False}).
-    @ivar label: the opening statement, for messages.
     @ivar words: the C{config} path or the C{edit} key.
     @ivar line: where it was opened.
     @ivar statements: its body so far.
     """
 
-    __slots__ = ("isConfig", "label", "words", "line", "statements")
+    __slots__ = ("isConfig", "words", "line", "statements")
 
     def __init__(
-        self, isConfig: bool, label: str, words: tuple[str, ...] | Word, line: int
+        self, isConfig: bool, words: tuple[str, ...] | Word, line: int
     ) -> None:
         self.isConfig = isConfig
-        self.label = label
         self.words = words
         self.line = line
         self.statements: list[Statement] = []
+
+    @property
+    def label(self) -> str:
+        """
+        The opening statement as written, for messages.
+        """
+        return _label(self.words)
+
+
+def _label(words: tuple[str, ...] | Word) -> str:
+    """
+    The statement that opens a block, as written, for messages.
+
+    @param words: the C{config} path or the C{edit} key.
+    """
+    if isinstance(words, Word):
+        return f"edit {_show(words.text, words.quoted)}"
+    return " ".join(["config", *(_show(part) for part in words)])
 
 
 class _Parser:
@@ -734,16 +750,15 @@ class _Parser:
                 # anyway) so that its body and 'next' cause no more errors.
                 words = words[:2] if len(words) > 2 else [words[0], ("", False)]
             key = Word(words[1][0], words[1][1])
-            label = f"edit {_show(key.text, key.quoted)}"
             if not stack:
                 self._report(
                     line,
-                    f"'{label}' outside any config block; an entry belongs "
-                    "inside 'config <table>' ... 'end'",
+                    f"'{_label(key)}' outside any config block; an entry "
+                    "belongs inside 'config <table>' ... 'end'",
                 )
                 # Kept open, outside the tree, so that its body and its
                 # 'next' read without more errors.
-                self._push(_Frame(False, label, key, line))
+                self._push(_Frame(False, key, line))
                 return
             if not stack[-1].isConfig:
                 # Most likely a forgotten 'next': close the open entry and
@@ -751,14 +766,14 @@ class _Parser:
                 openEntry = stack[-1]
                 self._report(
                     line,
-                    f"'{label}' while '{openEntry.label}' (line "
+                    f"'{_label(key)}' while '{openEntry.label}' (line "
                     f"{openEntry.line}) is still open; close that entry "
                     "with 'next' first",
                 )
                 self._pop()
-                self._push(_Frame(False, label, key, line))
+                self._push(_Frame(False, key, line))
                 return
-            self._push(_Frame(False, label, key, line))
+            self._push(_Frame(False, key, line))
         elif command == "next":
             if len(words) != 1:
                 self._report(
@@ -782,14 +797,13 @@ class _Parser:
                 self._pop()
         elif command == "config":
             path = tuple(text for text, _ in words[1:])
-            label = " ".join(["config", *(_show(part) for part in path)])
             if not path:
                 self._report(
                     line,
                     "'config' needs a path, such as 'config firewall vip'",
                 )
                 # Read on with the block open, as for 'edit' above.
-            self._push(_Frame(True, label, path, line))
+            self._push(_Frame(True, path, line))
         elif command == "end":
             if len(words) != 1:
                 self._report(
