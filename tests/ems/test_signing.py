@@ -17,7 +17,7 @@ from cryptography.x509 import verification
 from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, NameOID
 from hypothesis import given
 from hypothesis import strategies as st
-from OpenSSL import crypto
+from OpenSSL import SSL, crypto
 from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -47,6 +47,10 @@ from ztnagw.keyfiles import writePrivateFile, writePublicFile
 from ztnagw.registry.record import canonicalSerial, isUid
 
 _MINUTE = datetime.timedelta(minutes=1)
+
+#: OpenSSL's verify error for a certificate used for a purpose it does not
+#: allow.
+_X509_V_ERR_INVALID_PURPOSE = 26
 
 
 def _request(
@@ -615,6 +619,104 @@ class ServerCertificateTests(SynchronousTestCase):
             ["300.1.1.1"],
             self.now,
         )
+
+
+def _handshake(
+    ca: EmsCertificateAuthority,
+    server: tuple[x509.Certificate, object],
+    client: tuple[x509.Certificate, object],
+    verifyErrors: list[int] | None = None,
+) -> x509.Certificate | None:
+    """
+    Run a TLS handshake in memory between an OpenSSL server and client that
+    both trust only C{ca} and both verify their peer.
+
+    @param server: the server's certificate and key.
+    @param client: the client's certificate and key.
+    @param verifyErrors: receives the OpenSSL verify error of each
+        certificate either side refused.
+    @return: the client certificate the server verified.
+    @raise SSL.Error: either side refused the other.
+    """
+    errors = [] if verifyErrors is None else verifyErrors
+
+    def record(
+        connection: object, certificate: object, errno: int, depth: int, ok: int
+    ) -> bool:
+        if not ok:
+            errors.append(errno)
+        return bool(ok)
+
+    def context(method: int, pair: tuple[x509.Certificate, object]) -> SSL.Context:
+        result = SSL.Context(method)
+        result.use_certificate(pair[0])  # type: ignore[arg-type]
+        result.use_privatekey(pair[1])  # type: ignore[arg-type]
+        result.get_cert_store().add_cert(  # type: ignore[union-attr]
+            crypto.X509.from_cryptography(ca.certificate)
+        )
+        result.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT, record)
+        return result
+
+    serverSide = SSL.Connection(context(SSL.TLS_SERVER_METHOD, server))
+    serverSide.set_accept_state()
+    clientSide = SSL.Connection(context(SSL.TLS_CLIENT_METHOD, client))
+    clientSide.set_connect_state()
+    for _ in range(10):
+        for connection in (clientSide, serverSide):
+            try:
+                connection.do_handshake()
+            except SSL.WantReadError:
+                pass
+        for source, sink in ((clientSide, serverSide), (serverSide, clientSide)):
+            try:
+                sink.bio_write(source.bio_read(65536))
+            except SSL.WantReadError:
+                pass
+    return serverSide.get_peer_certificate(as_cryptography=True)
+
+
+class HandshakeTests(SynchronousTestCase):
+    """
+    What the EMS issues works in a real OpenSSL handshake: a device
+    certificate as a client certificate, a gateway certificate as a server
+    certificate.
+    """
+
+    def test_mutualTLS(self) -> None:
+        """
+        A server trusting the EMS CA accepts the device certificate, and
+        the client trusting it accepts the gateway certificate.
+        """
+        now = utcNow()
+        ca = newAuthority(now)
+        gatewayKey, deviceKey = newKey(80), newKey(81)
+        gateway = issueServerCertificate(
+            ca, gatewayKey.public_key(), ["gw.example.com"], [], now - _MINUTE
+        )
+        device = issueDeviceCertificate(
+            ca, _request(deviceKey), DEVICE_UID, newSerial(), now - _MINUTE
+        )
+        verified = _handshake(ca, (gateway, gatewayKey), (device, deviceKey))
+        self.assertEqual(verified, device)
+
+    def test_roles(self) -> None:
+        """
+        Neither certificate works in the other's role: the purpose checks
+        OpenSSL makes in a handshake refuse them.
+        """
+        now = utcNow()
+        ca = newAuthority(now)
+        gatewayKey, deviceKey = newKey(80), newKey(81)
+        gateway = issueServerCertificate(
+            ca, gatewayKey.public_key(), ["gw.example.com"], [], now - _MINUTE
+        )
+        device = issueDeviceCertificate(
+            ca, _request(deviceKey), DEVICE_UID, newSerial(), now - _MINUTE
+        )
+        for pair in ((device, deviceKey), (gateway, gatewayKey)):
+            errors: list[int] = []
+            self.assertRaises(SSL.Error, _handshake, ca, pair, pair, errors)
+            self.assertEqual(errors, [_X509_V_ERR_INVALID_PURPOSE])
 
 
 class EnsureLocalCertificateTests(SynchronousTestCase):
