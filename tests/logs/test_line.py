@@ -187,6 +187,10 @@ class EscapeTests(SynchronousTestCase):
             escapeValue("\r\n\t\x00\x7f\x85\u2028\u202e\ud800"),
             "\\r\\n\\t\\x00\\x7f\\x85\\u2028\\u202e\\ud800",
         )
+        self.assertEqual(
+            escapeValue("\u061c\u200b\u2066\ufeff\ufffb"),
+            "\\u061c\\u200b\\u2066\\ufeff\\ufffb",
+        )
 
     def test_printableKept(self) -> None:
         """

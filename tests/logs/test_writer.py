@@ -83,6 +83,27 @@ class LogWriterTests(SynchronousTestCase):
             text,
         )
 
+    def test_deviceName(self) -> None:
+        """
+        The gateway's name, when given, is logged as C{devname} after the
+        time, as FortiOS does in syslog.
+        """
+        writer = LogWriter(
+            self.clock,
+            [self.memory],
+            datetime.timezone.utc,
+            deviceName='gw "1"',
+        )
+        writer.write(serverDown())
+        [text] = self.memory.keyValueLines()
+        self.assertTrue(
+            text.startswith(
+                'date=2025-01-10 time=12:00:01 devname="gw \\"1\\"" '
+                "eventtime=1736510401500000000 "
+            ),
+            text,
+        )
+
     def test_hostZone(self) -> None:
         """
         Without a zone, the host's local time zone is used.

@@ -150,21 +150,29 @@ class LogLine:
 
     @classmethod
     def fromEntry(
-        cls, when: LogTime, entryFields: Iterable[tuple[str, FieldValue]]
+        cls,
+        when: LogTime,
+        entryFields: Iterable[tuple[str, FieldValue]],
+        deviceName: str | None = None,
     ) -> LogLine:
         """
-        Put the time stamp in front of an entry's fields.
+        Put the time stamp (and the gateway's name) in front of an entry's
+        fields.
 
         @param when: the time stamp.
         @param entryFields: the entry's fields, from C{logid} on (see
             L{ztnagw.logs.interfaces.ILogEntry.logFields}).
+        @param deviceName: the gateway's name (C{devname}, from C{config
+            system global} C{hostname}), or C{None} to leave it out as
+            FortiOS's C{execute log display} does.
         """
         header: list[tuple[str, FieldValue]] = [
             ("date", Token(when.date)),
             ("time", Token(when.time)),
-            ("eventtime", when.eventTime),
-            ("tz", when.tz),
         ]
+        if deviceName is not None:
+            header.append(("devname", deviceName))
+        header += [("eventtime", when.eventTime), ("tz", when.tz)]
         return cls(tuple(header + list(entryFields)))
 
     def get(self, key: str) -> FieldValue | None:

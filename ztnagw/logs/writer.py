@@ -37,6 +37,7 @@ class LogWriter:
         clock: IReactorTime,
         destinations: Sequence[ILogDestination],
         timeZone: datetime.tzinfo | None = None,
+        deviceName: str | None = None,
         log: Logger | None = None,
     ) -> None:
         """
@@ -44,9 +45,12 @@ class LogWriter:
         @param destinations: where lines go, each in its own format.
         @param timeZone: the zone of C{date}, C{time} and C{tz}; C{None}
             means the host's local time zone.
+        @param deviceName: the gateway's name for the C{devname} field
+            (C{config system global} C{hostname}), or C{None} for none.
         @param log: where to report a misbehaving destination.
         """
         self._clock = clock
+        self._deviceName = deviceName
         self._destinations = tuple(destinations)
         self._timeZone = timeZone
         self._log = _log if log is None else log
@@ -60,6 +64,7 @@ class LogWriter:
         line = LogLine.fromEntry(
             LogTime.fromSeconds(self._clock.seconds(), self._timeZone),
             entry.logFields(),
+            self._deviceName,
         )
         for destination in self._destinations:
             self._call(destination, "emit", line)
