@@ -43,6 +43,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.x509.oid import NameOID
 from twisted.logger import Logger
 
+from ztnagw.ems.identifiers import newSerial
 from ztnagw.ems.keys import (
     KeyMaterialError,
     PrivateKey,
@@ -224,9 +225,6 @@ def createCertificateAuthority(
     @raise CertificateAuthorityError: C{emsSerial} or C{hostname} cannot be
         put in a certificate.
     """
-    # Imported here: signing imports this module for the CA type.
-    from ztnagw.ems.signing import newSerial
-
     if now is None:
         now = _utcNow()
     key = newPrivateKey()

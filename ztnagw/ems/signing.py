@@ -6,9 +6,10 @@ clients, and server certificates for the gateway itself.
 A device certificate is the device's identity at the gateway: its subject
 is exactly C{CN=<UID>} and its serial number is recorded in the registry at
 enrollment; the gateway admits the device only while both match its
-record.  So the EMS, never the client, chooses both (L{newUid},
-L{newSerial}), and nothing of the client's request but its public key goes
-into the certificate.
+record.  So the EMS, never the client, chooses both (L{newUid} and
+L{newSerial}, defined in L{ztnagw.ems.identifiers} and importable from
+here), and nothing of the client's request but its public key goes into
+the certificate.
 
 Gateway certificates (C{config vpn certificate local} entries with
 C{auto-generate enable}) are signed by the same CA, so that a forwarder
@@ -22,7 +23,6 @@ import datetime
 import ipaddress
 import os
 import re
-import secrets
 from typing import Iterable, Sequence
 
 from attrs import field, frozen
@@ -33,6 +33,7 @@ from twisted.logger import Logger
 
 from ztnagw.ems.ca import CertificateAuthorityError, EmsCertificateAuthority
 from ztnagw.ems.csr import SigningRequest
+from ztnagw.ems.identifiers import SERIAL_BITS, newSerial, newUid
 from ztnagw.ems.keys import (
     KeyMaterialError,
     PrivateKey,
@@ -50,10 +51,19 @@ from ztnagw.ems.keys import (
 from ztnagw.keyfiles import writePrivateFile, writePublicFile
 from ztnagw.registry.record import isUid
 
-#: Bits of randomness in a serial number: 159, so that the number is always
-#: positive in DER and at most 20 octets (RFC 5280, 4.1.2.2) and prints as
-#: up to 40 hex digits, like FortiOS's C{Client cert SN}.
-SERIAL_BITS = 159
+__all__ = [
+    "DEVICE_VALIDITY",
+    "LocalCertificate",
+    "LocalCertificateError",
+    "RENEWAL_WARNING",
+    "SERIAL_BITS",
+    "SERVER_VALIDITY",
+    "ensureLocalCertificate",
+    "issueDeviceCertificate",
+    "issueServerCertificate",
+    "newSerial",
+    "newUid",
+]
 
 #: How long a device certificate is valid when the caller does not say.
 DEVICE_VALIDITY = datetime.timedelta(days=365)
@@ -81,28 +91,6 @@ _DNS_NAME = re.compile(
 _MAX_COMMON_NAME = 64
 
 _log = Logger()
-
-
-def newUid() -> str:
-    """
-    A new FortiClient UID: 32 upper-case hex digits from the system's
-    secure random source.
-    """
-    return secrets.token_hex(16).upper()
-
-
-def newSerial() -> int:
-    """
-    A new certificate serial number: L{SERIAL_BITS} random bits, never 0.
-
-    Random serials make certificates unpredictable (RFC 5280 allows any
-    positive number, CA/Browser Forum requires 64 random bits); with 159
-    bits two certificates never share one.
-    """
-    while True:
-        serial = secrets.randbits(SERIAL_BITS)
-        if serial:
-            return serial
 
 
 def _checkSerial(serial: int) -> None:
