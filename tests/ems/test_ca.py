@@ -297,6 +297,23 @@ class StoreTests(SynchronousTestCase):
         self.assertIn(f"chmod go-w {self.files.directory}", str(error))
         self.assertFalse(os.path.exists(self.files.key))
 
+    def test_looseStateDirectory(self) -> None:
+        """
+        A state directory others can write to is refused before anything
+        is created in it.
+        """
+        os.makedirs(self.stateDir)
+        os.chmod(self.stateDir, 0o777)
+        error = self.assertRaises(
+            CertificateAuthorityError,
+            storeCertificateAuthority,
+            newAuthority(),
+            self.stateDir,
+            1,
+        )
+        self.assertIn(f"chmod go-w {os.path.abspath(self.stateDir)}", str(error))
+        self.assertEqual(os.listdir(self.stateDir), [])
+
 
 class LoadTests(SynchronousTestCase):
     """

@@ -340,16 +340,24 @@ def _directoryProblem(path: str) -> str | None:
 def _makePrivateDirectory(path: str) -> None:
     """
     Create C{path} (and its parent, the state directory, if missing) with
-    mode 0700 whatever the umask, or check the existing one.
+    mode 0700 whatever the umask; refuse an existing one, or a parent, that
+    others can write to.
     """
     parent = os.path.dirname(path)
     if not os.path.isdir(parent):
         os.makedirs(os.path.dirname(parent), exist_ok=True)
         _makeDirectory(parent)
+    # The parent is checked first: whoever can write to it could put
+    # something else in the place of the directory created next.
+    _refuseLooseDirectory(parent, path)
     _makeDirectory(path)
-    problem = _directoryProblem(path)
+    _refuseLooseDirectory(path, path)
+
+
+def _refuseLooseDirectory(directory: str, using: str) -> None:
+    problem = _directoryProblem(directory)
     if problem is not None:
-        raise CertificateAuthorityError(f"refusing to use {path}: {problem}")
+        raise CertificateAuthorityError(f"refusing to use {using}: {problem}")
 
 
 def _makeDirectory(path: str) -> None:
