@@ -47,8 +47,11 @@ class WritePrivateFileTests(SynchronousTestCase):
 
     def test_publicFile(self) -> None:
         """
-        L{writePublicFile} writes a world-readable certificate file.
+        L{writePublicFile} writes a world-readable certificate file, even
+        under a restrictive umask.
         """
+        old = os.umask(0o077)
+        self.addCleanup(os.umask, old)
         path = os.path.join(self.directory, "c.crt")
         writePublicFile(path, b"cert")
         self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o644)

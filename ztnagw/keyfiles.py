@@ -48,6 +48,9 @@ def _writeAtomically(path: str, data: bytes, mode: int) -> None:
         temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode
     )
     try:
+        # The umask may have narrowed the mode (a certificate must stay
+        # readable by the unprivileged processes that verify with it).
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
