@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import sys
+from typing import Any, Generator
 
 import attrs
-from twisted.internet.defer import CancelledError
+from twisted.internet.defer import CancelledError, Deferred, inlineCallbacks
+from twisted.internet.utils import getProcessOutputAndValue
 from twisted.logger import Logger, LogLevel
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
 
 from tests.registry.fakes import (
@@ -18,6 +21,7 @@ from tests.registry.fakes import (
     FlakyStore,
     ThreadingMemoryReactorClock,
 )
+from tests.registry.processes import REPOSITORY, childEnvironment
 from tests.registry.test_sqlite import FakeClock, record
 from ztnagw.registry.exceptions import RegistryCorrupt
 from ztnagw.registry.index import EndpointIndex
@@ -454,3 +458,45 @@ class HealthTests(IndexTestCase):
         self.assertTrue(index.healthy)
         self.assertEqual(sorted(self.changes, key=lambda c: c[0]), [(UID_A, None), (UID_B, b)])
         self.successResultOf(index.stop())
+
+
+class LiveTests(TestCase):
+    """
+    The index on the real reactor, its thread pool and a real registry
+    file changed by another process.
+    """
+
+    @inlineCallbacks
+    def test_changeFromOtherProcess(self) -> Generator[Deferred[Any], Any, None]:
+        """
+        A device revoked by the admin command in another process is seen
+        revoked by a running index within a second of that process ending.
+        """
+        from twisted.internet import reactor
+
+        path = os.path.join(os.path.abspath(self.mktemp()), "registry.sqlite")
+        store = SQLiteEndpointStore(path)
+        store.put(record(UID_A))
+        store.close()
+        index = EndpointIndex(lambda: SQLiteEndpointStore(path), reactor)
+        yield index.start()
+        self.addCleanup(index.stop)
+        revoked: Deferred[EndpointRecord] = Deferred()
+
+        def observe(uid: str, new: EndpointRecord | None) -> None:
+            if new is not None and new.revoked and not revoked.called:
+                revoked.callback(new)
+
+        index.subscribe(observe)
+        output, errors, status = yield getProcessOutputAndValue(
+            sys.executable,
+            ["-m", "tests.registry.writer", path, "revoke", UID_A],
+            env=childEnvironment(),
+            path=REPOSITORY,
+        )
+        self.assertEqual((status, errors), (0, b""))
+        self.assertEqual(output, f"Endpoint {UID_A} revoked.\n".encode())
+        seen = yield revoked.addTimeout(1.0, reactor)
+        self.assertEqual(seen.uid, UID_A)
+        self.assertTrue(index.lookup(UID_A).revoked)
+        self.assertTrue(index.healthy)

@@ -105,6 +105,7 @@ _SQLITE_NOTADB = 26
 #: attributes: a record is stored one attribute per column.
 COLUMNS: tuple[str, ...] = tuple(f.name for f in attrs.fields(EndpointRecord))
 
+_UID_COLUMN = COLUMNS.index("uid")
 _JSON_COLUMNS = frozenset({"macList", "tags", "facts"})
 _BOOLEAN_COLUMNS = frozenset(
     {"quarantined", "revoked", "onNet", "staticPresence"}
@@ -555,17 +556,20 @@ class SQLiteEndpointStore:
                     f"deletions up to generation {prunedThrough} have been "
                     f"forgotten; generation {generation} is too old; reload"
                 )
+            # No ORDER BY: SQLite would then walk the whole table in UID
+            # order instead of searching the generation index, turning an
+            # idle poll into a table scan.  The few rows are sorted here.
             rows = cursor.execute(
-                f"{_SELECT} WHERE generation > ? ORDER BY uid", (generation,)
+                f"{_SELECT} WHERE generation > ?", (generation,)
             ).fetchall()
-            deleted = [
+            deleted = sorted(
                 uid
                 for (uid,) in cursor.execute(
-                    "SELECT uid FROM endpointTombstones WHERE generation > ? "
-                    "ORDER BY uid",
+                    "SELECT uid FROM endpointTombstones WHERE generation > ?",
                     (generation,),
                 )
-            ]
+            )
+        rows.sort(key=lambda row: row[_UID_COLUMN])
         return current, [recordFromRow(row) for row in rows], deleted
 
     def close(self) -> None:
