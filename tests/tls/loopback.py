@@ -6,7 +6,9 @@ device PKI with registry.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
+
+from attrs import frozen
 
 from cryptography import x509
 from OpenSSL import SSL, crypto
@@ -187,32 +189,57 @@ class Recorder(Protocol):
         self.lost = reason
 
 
+@frozen
+class MemoryPair:
+    """
+    A client and server connected in memory.
+
+    @ivar clientTLS: the client's TLS protocol.
+    @ivar serverTLS: the server's TLS protocol.
+    @ivar client: the client's application protocol.
+    @ivar server: the server's application protocol.
+    @ivar pump: moves bytes between them.
+    """
+
+    clientTLS: TLSMemoryBIOProtocol
+    serverTLS: TLSMemoryBIOProtocol
+    client: Recorder
+    server: Recorder
+    pump: iosim.IOPump
+
+
 def memoryPair(
-    server: ServerConnectionCreator | object,
+    server: object,
     client: IOpenSSLClientConnectionCreator,
     clock: Clock | None = None,
-    factory: type[TLSMemoryBIOFactory] = TLSMemoryBIOFactory,
-) -> tuple[TLSMemoryBIOProtocol, TLSMemoryBIOProtocol, iosim.IOPump]:
+    factory: Callable[..., TLSMemoryBIOFactory] = TLSMemoryBIOFactory,
+    serverProtocol: Callable[[], Protocol] = Recorder,
+    clientProtocol: Callable[[], Protocol] = Recorder,
+) -> MemoryPair:
     """
     Connect a TLS client and server in memory and run the handshake.
 
-    @param factory: the TLS factory class (stock Twisted by default).
-    @return: the client and server TLS protocols (each wraps a
-        L{Recorder}) and the pump.
+    @param server: the server connection creator.
+    @param client: the client connection creator.
+    @param factory: the TLS factory (stock Twisted's by default).
+    @param serverProtocol: builds the server application protocol.
+    @param clientProtocol: builds the client application protocol.
     """
     if clock is None:
         clock = Clock()
-    serverFactory = factory(
-        server, False, Factory.forProtocol(Recorder), clock  # type: ignore[arg-type]
-    )
-    clientFactory = factory(client, True, Factory.forProtocol(Recorder), clock)
+    serverFactory = factory(server, False, Factory.forProtocol(serverProtocol), clock)
+    clientFactory = factory(client, True, Factory.forProtocol(clientProtocol), clock)
     clientTLS, serverTLS, pump = iosim.connectedServerAndClient(
         lambda: serverFactory.buildProtocol(None),
         lambda: clientFactory.buildProtocol(None),
         clock=clock,
+        greet=False,
+    )
+    pair = MemoryPair(
+        clientTLS, serverTLS, clientTLS.wrappedProtocol, serverTLS.wrappedProtocol, pump
     )
     pump.flush()
-    return clientTLS, serverTLS, pump  # type: ignore[return-value]
+    return pair
 
 
 def flipSignature(issued: pki.Issued) -> pki.Issued:

@@ -93,13 +93,13 @@ class HandshakeMixin:
             creator = ServerConnectionCreator(
                 serverCertificate(GATEWAY), verifier(index)
             )
-        clientTLS, serverTLS, pump = memoryPair(creator, client, nowClock())
-        clientTLS.write(b"ping")
-        serverTLS.write(b"pong")
-        pump.flush()
-        self.assertEqual(serverTLS.wrappedProtocol.received, b"ping")  # type: ignore
-        self.assertEqual(clientTLS.wrappedProtocol.received, b"pong")  # type: ignore
-        return handshakeFacts(serverTLS)
+        pair = memoryPair(creator, client, nowClock())
+        pair.clientTLS.write(b"ping")
+        pair.serverTLS.write(b"pong")
+        pair.pump.flush()
+        self.assertEqual(pair.server.received, b"ping")
+        self.assertEqual(pair.client.received, b"pong")
+        return handshakeFacts(pair.serverTLS)
 
 
 class DeviceCertificateTests(HandshakeMixin, SynchronousTestCase):
@@ -306,12 +306,11 @@ class DeviceCertificateTests(HandshakeMixin, SynchronousTestCase):
         self.patch(server, "certificateProblem", explode)
         self.patch(server.PresentedCertificate, "fromLeaf", explode)
         creator = ServerConnectionCreator(serverCertificate(GATEWAY), verifier())
-        clientTLS, serverTLS, pump = memoryPair(
-            creator, ProbeClient(DEVICE), nowClock()
-        )
-        self.assertIsNone(serverTLS.wrappedProtocol)
-        self.assertIsNone(clientTLS.wrappedProtocol)
-        self.assertRaises(HandshakeIncomplete, handshakeFacts, serverTLS)
+        pair = memoryPair(creator, ProbeClient(DEVICE), nowClock())
+        self.assertEqual(pair.server.received, b"")
+        self.assertIsNotNone(pair.server.lost)
+        self.assertIsNotNone(pair.client.lost)
+        self.assertRaises(HandshakeIncomplete, handshakeFacts, pair.serverTLS)
         self.assertTrue(self.flushLoggedErrors(ZeroDivisionError))
 
     def test_verdictAtHandshakeUsesTheClock(self) -> None:
@@ -373,7 +372,7 @@ class AccessorTests(SynchronousTestCase):
         L{presentedCertificate} is the facts' certificate.
         """
         creator = ServerConnectionCreator(serverCertificate(GATEWAY), verifier())
-        _, serverTLS, _ = memoryPair(creator, ProbeClient(DEVICE), nowClock())
+        serverTLS = memoryPair(creator, ProbeClient(DEVICE), nowClock()).serverTLS
         presented = presentedCertificate(serverTLS)
         assert presented is not None
         self.assertEqual(presented, handshakeFacts(serverTLS).presented)
@@ -551,8 +550,7 @@ class ALPNTests(HandshakeMixin, SynchronousTestCase):
         """
         probe = ProbeClient(DEVICE, alpn=offer)
         creator = ServerConnectionCreator(serverCertificate(GATEWAY), verifier())
-        clientTLS, _, _ = memoryPair(creator, probe, nowClock())
-        return clientTLS.negotiatedProtocol
+        return memoryPair(creator, probe, nowClock()).clientTLS.negotiatedProtocol
 
     def test_http11(self) -> None:
         """
