@@ -122,3 +122,42 @@ def statusOf(output: bytes) -> int:
     The status code of the first response in C{output}.
     """
     return int(output[9:12])
+
+
+@implementer(IPushProducer)
+class StreamingSource:
+    """
+    An L{ztnagw.http.interfaces.IBodySource} fed by the test, recording the
+    pause, resume and stop calls of its consumer.
+    """
+
+    def __init__(self, bodyLength: int | None) -> None:
+        self.bodyLength = bodyLength
+        self.consumer = None
+        self.paused = False
+        self.stopped = False
+
+    def deliverBody(self, consumer) -> None:
+        self.consumer = consumer
+        consumer.bodyStarted(self)
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+
+    def stopProducing(self) -> None:
+        self.stopped = True
+
+
+def connectUpstream(reactor: MemoryReactorClock, index: int = -1):
+    """
+    Complete the connection attempt C{reactor.tcpClients[index]} with a
+    L{TrackingTransport}; return the protocol and the transport.
+    """
+    host, port, factory, timeout, bindAddress = reactor.tcpClients[index]
+    protocol = factory.buildProtocol(None)
+    transport = TrackingTransport()
+    protocol.makeConnection(transport)
+    return protocol, transport
