@@ -344,6 +344,7 @@ class BlockPageContentTests(SynchronousTestCase):
         """
         self.assertRaises(TypeError, BlockFacts, "063", WHEN)
         self.assertRaises(ValueError, fullFacts, requestTime=float("nan"))
+        self.assertRaises(ValueError, fullFacts, requestTime=1e20)
         self.assertRaises(ValueError, fullFacts, clientIp="<script>")
         self.assertRaises(ValueError, fullFacts, policyId=-1)
         self.assertRaises(ValueError, fullFacts, sessionId=True)

@@ -133,10 +133,14 @@ def _optionalId(value: int | None) -> int | None:
     return int(value)
 
 
+_YEAR_10000 = 253402300800
+
+
 def _instant(value: float) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"request time must be a number, not {value!r}")
-    if not math.isfinite(value) or value < 0:
+    # The page prints the time as a date, which ends with year 9999.
+    if not math.isfinite(value) or not 0 <= value < _YEAR_10000:
         raise ValueError(f"bad request time: {value!r}")
     return float(value)
 
@@ -393,6 +397,7 @@ _LIMITS = {
     "ems": (96, 300),
     "title": (80, 240),
     "errorDetail": (300, 900),
+    "short": (64, 200),
 }
 
 _Row = tuple[str, str, str]
@@ -436,13 +441,13 @@ def _blockRows(facts: BlockFacts) -> list[_Row]:
         )
         add("EMS Information", "ems", ems)
     if facts.policyId is not None:
-        add("Policy ID", "", str(facts.policyId))
-    add("Client IP", "", facts.clientIp)
+        add("Policy ID", "short", str(facts.policyId))
+    add("Client IP", "short", facts.clientIp)
     if facts.sessionId is not None:
-        add("Session ID", "", str(facts.sessionId))
+        add("Session ID", "short", str(facts.sessionId))
     add(
         "Request Time",
-        "",
+        "short",
         _requestTime(facts.requestTime).strftime("%Y-%m-%d %H:%M:%S UTC"),
     )
     return rows
@@ -450,7 +455,7 @@ def _blockRows(facts: BlockFacts) -> list[_Row]:
 
 def _shownRow(row: _Row) -> tuple[str, str, int]:
     label, limitKey, value = row
-    characters, htmlBytes = _LIMITS.get(limitKey, (64, 200))
+    characters, htmlBytes = _LIMITS[limitKey]
     return label, _shown(value, characters), htmlBytes
 
 
