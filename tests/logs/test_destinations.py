@@ -365,8 +365,18 @@ class FileFailureTests(SynchronousTestCase):
         self.addCleanup(os.close, reader)
         self.pointAt(self.target)
         destination = self.open()
+
+        def blocked(signum: int, frame: object) -> None:
+            raise AssertionError("writing to a full FIFO blocked")
+
+        # A blocking write would hang the test run: turn it into a failure.
+        oldHandler = signal.signal(signal.SIGALRM, blocked)
+        self.addCleanup(signal.signal, signal.SIGALRM, oldHandler)
+        self.addCleanup(signal.alarm, 0)
+        signal.alarm(10)
         for number in range(200):
             destination.emit(line(number, user="x" * 1000))
+        signal.alarm(0)
         self.assertGreater(destination.linesLost, 0)
         self.assertEqual(destination.linesWritten + destination.linesLost, 200)
         self.assertEqual(len(self.recorder.messages(LogLevel.error)), 1)
