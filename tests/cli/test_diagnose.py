@@ -9,6 +9,8 @@ import io
 import os
 import sys
 
+from hypothesis import given
+from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.cli.test_endpoint import NOW, FakeEms
@@ -258,3 +260,25 @@ class GlueTests(SynchronousTestCase):
         )
         self.assertEqual(error.code, 0)
         self.assertIn("usage: ztnagw diagnose endpoint ec-shm list", self.stdout.getvalue())
+
+
+class FilterParsingTests(SynchronousTestCase):
+    """
+    The UID-or-IP argument, on any text.
+    """
+
+    def setUp(self) -> None:
+        path = os.path.join(os.path.abspath(self.mktemp()), "registry.sqlite")
+        self.store = SQLiteEndpointStore(path)
+        self.addCleanup(self.store.close)
+
+    @given(st.text(max_size=40))
+    def test_anyText(self, text: str) -> None:
+        """
+        Any text either selects records (an address; a UID, here unknown)
+        or is refused with L{CommandFailed}: nothing else escapes.
+        """
+        try:
+            self.assertEqual(selectRecords(self.store, text, 1), [])
+        except CommandFailed as e:
+            self.assertTrue(str(e).startswith(("no endpoint", repr(text))), str(e))

@@ -575,3 +575,47 @@ class GlueTests(SynchronousTestCase):
             error = self.assertRaises(SystemExit, self.ztnagw, command, "--help")
             self.assertEqual(error.code, 0)
             self.assertIn(f"usage: ztnagw endpoint {command}", self.stdout.getvalue())
+
+
+class CertificateParsingTests(SynchronousTestCase):
+    """
+    L{endpoint.loadCertificate} never fails otherwise than with a clear
+    L{CommandFailed}, whatever the input.
+    """
+
+    @given(st.binary(max_size=2000))
+    def test_arbitraryBytes(self, data: bytes) -> None:
+        """
+        Random bytes are refused with a message naming the input.
+        """
+        error = self.assertRaises(CommandFailed, endpoint.loadCertificate, data, "in.crt")
+        self.assertIn("in.crt", str(error))
+
+    @given(st.binary(max_size=500))
+    def test_arbitraryPem(self, body: bytes) -> None:
+        """
+        Random data between PEM armour lines is refused the same way.
+        """
+        data = b"-----BEGIN CERTIFICATE-----\n" + body + b"\n-----END CERTIFICATE-----\n"
+        error = self.assertRaises(CommandFailed, endpoint.loadCertificate, data, "in.crt")
+        self.assertIn("in.crt", str(error))
+
+    @given(st.ip_addresses())
+    def test_ipRoundTrip(self, address: object) -> None:
+        """
+        Every IPv4 and IPv6 address is accepted and printed canonically.
+        """
+        self.assertEqual(ipArgument(str(address)), str(address))
+        self.assertEqual(ipArgument(str(address).upper()), str(address))
+
+    def test_disabledEmsWithoutSerial(self) -> None:
+        """
+        Registering on an fctems entry that has no serial number yet records
+        an empty EMS serial instead of failing.
+        """
+        path = os.path.join(os.path.abspath(self.mktemp()), "registry.sqlite")
+        store = SQLiteEndpointStore(path)
+        self.addCleanup(store.close)
+        commands = EndpointCommands(store, FakeEms(serialNumber=None), io.StringIO())  # type: ignore[arg-type]
+        commands.register(makeDevice(makeCA(keySlot=10), DEVICE_UID).certificatePem(), "d.crt")
+        self.assertEqual(store.get(DEVICE_UID).emsSerial, "")

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import os
 
+from hypothesis import given
+from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from ztnagw.registry import openStore, registryPath
+from ztnagw.registry import _SUPPORTED, openStore, registryPath
 from ztnagw.registry.exceptions import RegistryCorrupt
 from ztnagw.registry.interfaces import IEndpointStore, RegistryUnavailable
 
@@ -96,3 +98,26 @@ class OpenStoreTests(SynchronousTestCase):
         with open(os.path.join(stateDir, "bad.db"), "wb") as f:
             f.write(b"\x00garbage" * 100)
         self.assertRaises(RegistryCorrupt, openStore, "sqlite:bad.db", stateDir, 1)
+
+
+class UrlParsingTests(SynchronousTestCase):
+    """
+    L{registryPath} on any text.
+    """
+
+    @given(st.text(max_size=60))
+    def test_anyUrl(self, url: str) -> None:
+        """
+        Any text is either an embedded registry URL or refused with
+        L{RegistryUnavailable}, whose message shows at most the scheme.
+        """
+        try:
+            path = registryPath(url, "/state", 1)
+        except RegistryUnavailable as e:
+            scheme, colon, _ = url.partition(":")
+            self.assertFalse(colon and scheme.lower() == "sqlite")
+            shown = f"{scheme}:" if colon else "a URL without a scheme"
+            self.assertEqual(str(e), f"registry {shown} is not supported; {_SUPPORTED}")
+        else:
+            self.assertTrue(url.lower().startswith("sqlite:"))
+            self.assertTrue(path.startswith("/"))

@@ -37,6 +37,7 @@ from ztnagw.cli._common import (
     openRegistry,
     runCommand,
 )
+from ztnagw.registry.exceptions import InvalidRecord
 from ztnagw.registry.interfaces import RegistryUnavailable, UnknownEndpoint
 from ztnagw.registry.record import (
     ALL_REGISTERED_CLIENTS,
@@ -415,7 +416,8 @@ class EndpointCommands:
         record = EndpointRecord(
             uid=uid,
             certSerial=serial,
-            emsSerial=self._ems.serialNumber,
+            # A disabled fctems entry may have no serial number yet.
+            emsSerial=self._ems.serialNumber or "",
             tenantId=self._ems.tenantId,
             ip=ip,
             hostName=hostName,
@@ -558,6 +560,8 @@ def withRegistry(
             return body(store, ems, arguments)
         except RegistryUnavailable as e:
             raise CommandFailed(f"the endpoint registry failed: {e}")
+        except InvalidRecord as e:
+            raise CommandFailed(f"the endpoint registry refused the record: {e}")
         finally:
             store.close()
 

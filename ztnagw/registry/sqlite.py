@@ -95,6 +95,9 @@ DEFAULT_BUSY_TIMEOUT = 5.0
 #: that falls further behind reloads everything (see L{HistoryLost}).
 DEFAULT_TOMBSTONE_RETENTION = 24 * 60 * 60.0
 
+#: Bytes of write-ahead log kept on disk after a checkpoint.
+_JOURNAL_SIZE_LIMIT = 16 * 1024 * 1024
+
 # SQLite primary result codes (the low byte of an extended code).
 _SQLITE_BUSY = 5
 _SQLITE_LOCKED = 6
@@ -328,6 +331,9 @@ class SQLiteEndpointStore:
                 f"{mode!r}); put the registry on a local file system"
             )
         connection.execute("PRAGMA synchronous = NORMAL")
+        # A checkpoint does not shrink the log; without a limit, one bulk
+        # change would leave a log that large on disk for good.
+        connection.execute(f"PRAGMA journal_size_limit = {_JOURNAL_SIZE_LIMIT}")
         connection.execute("PRAGMA foreign_keys = ON")
         # A registry file is data, not code: never let its schema call
         # functions with side effects.
