@@ -77,7 +77,9 @@ POLICY_DENY = ZtnaError("062", _POLICY, "denied by a ZTNA policy", 403)
 CERTIFICATE_REVOKED = ZtnaError(
     "063", _POLICY, "client certificate revoked", 403
 )
-TAG_DENY = ZtnaError("064", _POLICY, "denied by a matched posture tag", 403)
+TAG_DENY = ZtnaError(
+    "064", _POLICY, "denied by a matched posture tag or by quarantine", 403
+)
 TAGS_MISSING = ZtnaError(
     "065", _POLICY, "required posture tags are missing", 403
 )
