@@ -161,3 +161,79 @@ def connectUpstream(reactor: MemoryReactorClock, index: int = -1):
     transport = TrackingTransport()
     protocol.makeConnection(transport)
     return protocol, transport
+
+
+@implementer(IRequestHandler)
+class ProxyHandler:
+    """
+    The smallest reverse proxy: every request to one upstream key, bodies
+    relayed both ways with backpressure, as the gateway will do it.
+
+    @ivar relayed: per request, bytes of request body passed upstream.
+    """
+
+    def __init__(self, pool, key, onRequestBody=None, onResponseBody=None) -> None:
+        self.pool = pool
+        self.key = key
+        self.onRequestBody = onRequestBody
+        self.onResponseBody = onResponseBody
+
+    def requestReceived(self, request: Request) -> None:
+        from ztnagw.http.headers import withoutHopByHop
+        from ztnagw.http.server import BodyRelay
+
+        body = request if request.bodyLength != 0 else None
+        if body is not None and self.onRequestBody is not None:
+            body = _CountingSource(request, self.onRequestBody)
+        d = self.pool.request(
+            self.key, request.method, request.target, withoutHopByHop(request.headers), body
+        )
+        response = request.response
+
+        def gotResponse(upstream) -> None:
+            response.writeHead(
+                upstream.status, upstream.reason, withoutHopByHop(upstream.headers), upstream.length
+            )
+            consumer = BodyRelay(response)
+            if self.onResponseBody is not None:
+                consumer = _CountingConsumer(consumer, self.onResponseBody)
+            upstream.deliverBody(consumer)
+
+        def failed(reason: Failure) -> None:
+            if not response.headWritten:
+                response.respond(502, b"Bad Gateway", (), reason.getErrorMessage().encode())
+            else:
+                response.abort()
+
+        d.addCallbacks(gotResponse, failed)
+        response.notifyFinish().addErrback(lambda f: d.cancel())
+
+
+class _CountingSource:
+    def __init__(self, source, count) -> None:
+        self._source = source
+        self.bodyLength = source.bodyLength
+        self._count = count
+
+    def deliverBody(self, consumer) -> None:
+        self._source.deliverBody(_CountingConsumer(consumer, self._count))
+
+
+@implementer(IBodyConsumer)
+class _CountingConsumer:
+    def __init__(self, consumer, count) -> None:
+        self._consumer = consumer
+        self._count = count
+
+    def bodyStarted(self, producer) -> None:
+        self._consumer.bodyStarted(producer)
+
+    def bodyDataReceived(self, data: bytes) -> None:
+        self._count(len(data))
+        self._consumer.bodyDataReceived(data)
+
+    def bodyFinished(self) -> None:
+        self._consumer.bodyFinished()
+
+    def bodyFailed(self, reason: Failure) -> None:
+        self._consumer.bodyFailed(reason)

@@ -255,6 +255,7 @@ class ResponseTests(_Setup, SynchronousTestCase):
             protocol, transport = connectUpstream(self.reactor)
             response = self.respond(d, transport, protocol, raw)
             self.assertIn(response.status, (200, 204, 304))
+            self.assertEqual(response.length, 50 if b"50" in raw else 0)
             collector = self._body(response)
             self.assertEqual(collector.events, ["started", "finished"])
             self.assertEqual(pool.idleCount(KEY), 1, raw)

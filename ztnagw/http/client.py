@@ -54,6 +54,7 @@ from ztnagw.http.parser import (
     FRAMING_NONE,
     IDEMPOTENT_METHODS,
     ResponseHead,
+    parseContentLength,
     parseResponseHead,
     responseFraming,
 )
@@ -117,6 +118,16 @@ class PoolSettings:
     bodyBufferSize: int = field(default=65536, validator=_positiveInt)
     maxChunkExtensionLength: int = field(default=1024, validator=_positiveInt)
     maxTrailerBytes: int = field(default=8192, validator=_positiveInt)
+
+
+def _announcedLength(head: ResponseHead) -> int | None:
+    values = head.headers.getAll(b"content-length")
+    if len(values) != 1:
+        return None
+    try:
+        return parseContentLength(values[0])
+    except HTTPParseError:
+        return None
 
 
 # Phases of an upstream connection.
@@ -322,8 +333,9 @@ class UpstreamResponse:
     @ivar headers: the header fields, as received (framing fields
         included: strip hop-by-hop fields before relaying).
     @ivar length: the body length, or C{None} when unknown (chunked or
-        close-delimited).  Bodyless responses (to C{HEAD}, 1xx, 204, 304)
-        have 0.
+        close-delimited).  Responses to C{HEAD} and 304 responses have no
+        body but keep the length they announce (or C{None}), so that a relay
+        repeats it; other bodyless responses (101, 204) have 0.
     @ivar trailers: a chunked body's trailer fields, once complete.
     """
 
@@ -770,6 +782,9 @@ class UpstreamConnection(Protocol):
             bodyLength = None
         elif framing == FRAMING_CLOSE:
             bodyLength = None
+        elif exchange.method == b"HEAD" or head.status == 304:
+            # No body, but the announced length is what a relay repeats.
+            bodyLength = _announcedLength(head)
         else:
             bodyLength = 0
         response = UpstreamResponse(head, bodyLength, self, self._settings.bodyBufferSize)

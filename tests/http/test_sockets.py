@@ -1,0 +1,387 @@
+"""
+Real-socket tests for L{ztnagw.http}: the server and the upstream pool
+talking through TCP on 127.0.0.1, large streamed bodies with bounded
+buffering, a lossless takeover, and curl as an independent client.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.interfaces import IPushProducer
+from twisted.internet.protocol import Protocol
+from twisted.internet.task import deferLater
+from twisted.internet.utils import getProcessOutputAndValue
+from twisted.trial.unittest import SkipTest, TestCase
+from zope.interface import implementer
+
+from ztnagw.http.client import UpstreamKey
+from ztnagw.http.interfaces import IBodyConsumer, IBodySource
+from ztnagw.http.pool import BytesBody, UpstreamPool
+from ztnagw.http.server import HTTPServerFactory, Request
+
+from tests.http.helpers import Collector, ProxyHandler, RecordingHandler
+
+MiB = 1024 * 1024
+BIG = 64 * MiB
+# Generously above what loopback socket buffers can hold (a few MiB each
+# way), far below the body size: buffering the whole body would fail.
+MAX_IN_FLIGHT = 24 * MiB
+
+
+@implementer(IBodySource, IPushProducer)
+class GeneratedBody:
+    """
+    A body of C{size} bytes produced only while its consumer is not paused.
+    """
+
+    def __init__(self, size: int, piece: int = 65536) -> None:
+        self.bodyLength = size
+        self._left = size
+        self._piece = b"z" * piece
+        self._paused = False
+        self._scheduled = False
+        self._consumer = None
+
+    def deliverBody(self, consumer) -> None:
+        self._consumer = consumer
+        consumer.bodyStarted(self)
+        self._schedule()
+
+    def _schedule(self) -> None:
+        if not self._scheduled:
+            self._scheduled = True
+            reactor.callLater(0, self._produce)
+
+    def _produce(self) -> None:
+        self._scheduled = False
+        while not self._paused and self._left and self._consumer is not None:
+            piece = self._piece[: self._left]
+            self._left -= len(piece)
+            self._consumer.bodyDataReceived(piece)
+        if not self._left and self._consumer is not None:
+            consumer, self._consumer = self._consumer, None
+            consumer.bodyFinished()
+
+    def pauseProducing(self) -> None:
+        self._paused = True
+
+    def resumeProducing(self) -> None:
+        self._paused = False
+        self._schedule()
+
+    def stopProducing(self) -> None:
+        self._consumer = None
+
+
+@implementer(IBodyConsumer)
+class SlowConsumer:
+    """
+    Counts a body, pausing for C{pause} seconds after each MiB.
+    """
+
+    def __init__(self, pause: float = 0.02) -> None:
+        self.received = 0
+        self.done: Deferred[int] = Deferred()
+        self._pause = pause
+        self._producer = None
+
+    def bodyStarted(self, producer) -> None:
+        self._producer = producer
+
+    def bodyDataReceived(self, data: bytes) -> None:
+        before = self.received
+        self.received += len(data)
+        if self.received // MiB != before // MiB:
+            self._producer.pauseProducing()
+            reactor.callLater(self._pause, self._producer.resumeProducing)
+
+    def bodyFinished(self) -> None:
+        self.done.callback(self.received)
+
+    def bodyFailed(self, reason) -> None:
+        self.done.errback(reason)
+
+
+class _Servers:
+    """
+    Listening servers and a pool, all cleaned up after the test.
+    """
+
+    def setUp(self) -> None:
+        self.protocols: list = []
+        self.pool = UpstreamPool(reactor)
+
+    def listen(self, handler) -> int:
+        factory = HTTPServerFactory(handler, reactor)
+        build = factory.buildProtocol
+
+        def buildProtocol(addr):
+            protocol = build(addr)
+            self.protocols.append(protocol)
+            return protocol
+
+        factory.buildProtocol = buildProtocol  # type: ignore[method-assign]
+        port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        return port.getHost().port
+
+    def tearDown(self) -> Deferred[None]:
+        self.pool.closeIdle()
+        for protocol in self.protocols:
+            if protocol.transport is not None and protocol.transport.connected:
+                protocol.transport.abortConnection()
+        return deferLater(reactor, 0.05, lambda: None)
+
+
+class ProxyTests(_Servers, TestCase):
+    """
+    A client pool, a proxy and a backend, over real TCP.
+    """
+
+    timeout = 120
+
+    def setUp(self) -> None:
+        _Servers.setUp(self)
+        self.backendPool = UpstreamPool(reactor)
+        self.addCleanup(self.backendPool.closeIdle)
+
+    def _proxy(self, backend, **counters) -> UpstreamKey:
+        backendKey = UpstreamKey("127.0.0.1", self.listen(backend))
+        return UpstreamKey(
+            "127.0.0.1", self.listen(ProxyHandler(self.backendPool, backendKey, **counters))
+        )
+
+    @inlineCallbacks
+    def test_keepAliveThroughProxy(self):
+        """
+        Requests with and without bodies go through the proxy and back, on
+        reused connections.
+        """
+        def backend(request: Request) -> None:
+            collector = SlowConsumer()
+            chunks: list[bytes] = []
+            collector.bodyDataReceived = chunks.append  # type: ignore[method-assign]
+            request.deliverBody(collector)
+
+            def respond(ignored: object) -> None:
+                response = request.response
+                response.writeHead(200, b"OK", [(b"X-Path", request.path)])
+                response.write(b"".join(chunks))
+                response.write(b"!")
+                response.finish()
+
+            collector.done.addCallback(respond)
+
+        key = self._proxy(RecordingHandler(backend))
+        for i in range(5):
+            body = BytesBody(b"body %d" % i) if i % 2 else None
+            response = yield self.pool.request(key, b"POST", b"/r/%d" % i, [(b"Host", b"app")], body)
+            collector = Collector()
+            response.deliverBody(collector)
+            yield deferLater(reactor, 0.01, lambda: None)
+            self.assertEqual(response.headers.get(b"x-path"), b"/r/%d" % i)
+            self.assertEqual(collector.data, (b"body %d" % i if i % 2 else b"") + b"!")
+            self.assertTrue(collector.finished)
+        self.assertEqual(self.pool.idleCount(key), 1)
+        self.assertEqual(len(self.protocols), 2)
+
+    @inlineCallbacks
+    def test_bigUpload(self):
+        """
+        A 64 MiB upload to a slow backend streams: the proxy never holds
+        more than socket buffers' worth of it.
+        """
+        consumers: list[SlowConsumer] = []
+        inFlight = {"proxy": 0, "max": 0}
+
+        def backend(request: Request) -> None:
+            consumer = SlowConsumer()
+            consumers.append(consumer)
+            request.deliverBody(consumer)
+            consumer.done.addCallback(
+                lambda n: request.response.respond(200, b"OK", (), b"%d" % n)
+            )
+
+        def proxyGot(n: int) -> None:
+            inFlight["proxy"] += n
+            backendGot = consumers[0].received if consumers else 0
+            inFlight["max"] = max(inFlight["max"], inFlight["proxy"] - backendGot)
+
+        key = self._proxy(RecordingHandler(backend), onRequestBody=proxyGot)
+        response = yield self.pool.request(key, b"PUT", b"/up", [(b"Host", b"app")], GeneratedBody(BIG))
+        collector = Collector()
+        response.deliverBody(collector)
+        yield deferLater(reactor, 0.01, lambda: None)
+        self.assertEqual(collector.data, b"%d" % BIG)
+        self.assertLess(inFlight["max"], MAX_IN_FLIGHT)
+
+    @inlineCallbacks
+    def test_bigDownload(self):
+        """
+        A 64 MiB chunked download to a slow client streams: the proxy never
+        holds more than socket buffers' worth of it.
+        """
+        def backend(request: Request) -> None:
+            request.response.writeHead(200, b"OK")
+            body = GeneratedBody(BIG)
+
+            @implementer(IBodyConsumer)
+            class Writer:
+                def bodyStarted(self, producer) -> None:
+                    request.response.registerProducer(producer, True)
+
+                def bodyDataReceived(self, data: bytes) -> None:
+                    request.response.write(data)
+
+                def bodyFinished(self) -> None:
+                    request.response.unregisterProducer()
+                    request.response.finish()
+
+            body.deliverBody(Writer())
+
+        client = SlowConsumer()
+        inFlight = {"proxy": 0, "max": 0}
+
+        def proxyGot(n: int) -> None:
+            inFlight["proxy"] += n
+            inFlight["max"] = max(inFlight["max"], inFlight["proxy"] - client.received)
+
+        key = self._proxy(RecordingHandler(backend), onResponseBody=proxyGot)
+        response = yield self.pool.request(key, b"GET", b"/down", [(b"Host", b"app")])
+        self.assertIsNone(response.length)
+        response.deliverBody(client)
+        received = yield client.done
+        self.assertEqual(received, BIG)
+        self.assertLess(inFlight["max"], MAX_IN_FLIGHT)
+
+
+class _Echo(Protocol):
+    def dataReceived(self, data: bytes) -> None:
+        self.transport.write(data)
+
+
+class _TunnelClient(Protocol):
+    """
+    Sends an Upgrade request with early data in the same write, then more
+    after the 101; collects what comes back.
+    """
+
+    HEAD = (
+        b"GET /tcp?address=db&port=5432 HTTP/1.1\r\nHost: gw\r\n"
+        b"Upgrade: tcp-forwarding/1.0\r\nConnection: Upgrade\r\n\r\n"
+    )
+
+    def __init__(self, early: bytes, later: bytes) -> None:
+        self.early = early
+        self.later = later
+        self.buffer = b""
+        self.switched = False
+        self.done: Deferred[bytes] = Deferred()
+
+    def connectionMade(self) -> None:
+        self.transport.write(self.HEAD + self.early)
+
+    def dataReceived(self, data: bytes) -> None:
+        self.buffer += data
+        if not self.switched:
+            end = self.buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            assert self.buffer.startswith(b"HTTP/1.1 101 "), self.buffer[:100]
+            self.buffer = self.buffer[end + 4 :]
+            self.switched = True
+            self.transport.write(self.later)
+        if len(self.buffer) >= len(self.early) + len(self.later):
+            self.transport.loseConnection()
+            self.done.callback(self.buffer)
+
+
+class TakeOverSocketTests(_Servers, TestCase):
+    """
+    A takeover over real TCP loses no early byte.
+    """
+
+    timeout = 60
+
+    @inlineCallbacks
+    def test_earlyBytesEchoed(self):
+        """
+        100 KB sent in the same write as the head, then 10 MB after the
+        101, come back intact through an echo tunnel taken over after a
+        delay (as after connecting upstream).
+        """
+        def answer(request: Request) -> None:
+            def switch() -> None:
+                request.response.writeInformational(
+                    101, b"Switching Protocols",
+                    [(b"Upgrade", b"tcp-forwarding/1.0"), (b"Connection", b"Upgrade")],
+                )
+                request.takeOver(_Echo())
+
+            reactor.callLater(0.05, switch)
+
+        port = self.listen(RecordingHandler(answer))
+        early, later = os.urandom(100_000), os.urandom(10_000_000)
+        from twisted.internet.protocol import ClientCreator
+
+        client = yield ClientCreator(reactor, _TunnelClient, early, later).connectTCP("127.0.0.1", port)
+        echoed = yield client.done
+        self.assertEqual(len(echoed), len(early) + len(later))
+        self.assertEqual(echoed, early + later)
+
+
+class CurlTests(_Servers, TestCase):
+    """
+    curl, an independent HTTP client, talks to the server.
+    """
+
+    timeout = 60
+
+    def setUp(self) -> None:
+        _Servers.setUp(self)
+        if shutil.which("curl") is None:
+            raise SkipTest("curl is not installed")
+
+    @inlineCallbacks
+    def test_getAndExpectContinue(self):
+        """
+        A GET, then a 2 MB POST (curl sends C{Expect: 100-continue}) on the
+        same connection.
+        """
+        def answer(request: Request) -> None:
+            collector = Collector()
+            request.deliverBody(collector)
+
+            def respond() -> None:
+                request.response.respond(
+                    200, b"OK", [(b"Content-Type", b"text/plain")],
+                    b"%s %s %d\n" % (request.method, request.path, len(collector.data)),
+                )
+
+            if collector.finished:
+                respond()
+            else:
+                # Wait for the body to end, then answer.
+                poll = lambda: respond() if collector.finished else reactor.callLater(0.01, poll)
+                reactor.callLater(0.01, poll)
+
+        port = self.listen(RecordingHandler(answer))
+        path = self.mktemp()
+        with open(path, "wb") as f:
+            f.write(b"p" * 2_000_000)
+        url = f"http://127.0.0.1:{port}"
+        out, err, code = yield getProcessOutputAndValue(
+            "curl",
+            ["-sS", "-i", f"{url}/first", "--next", "-sS", "-i",
+             "--data-binary", f"@{path}", f"{url}/second"],
+            env=os.environ,
+        )
+        self.assertEqual(code, 0, err)
+        self.assertIn(b"HTTP/1.1 100 Continue\r\n", out)
+        self.assertIn(b"GET /first 0\n", out)
+        self.assertIn(b"POST /second 2000000\n", out)
+        self.assertEqual(len(self.protocols), 1)
