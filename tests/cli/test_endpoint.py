@@ -619,3 +619,128 @@ class CertificateParsingTests(SynchronousTestCase):
         commands = EndpointCommands(store, FakeEms(serialNumber=None), io.StringIO())  # type: ignore[arg-type]
         commands.register(makeDevice(makeCA(keySlot=10), DEVICE_UID).certificatePem(), "d.crt")
         self.assertEqual(store.get(DEVICE_UID).emsSerial, "")
+
+
+#: A configuration with one enabled EMS and its registry in the state
+#: directory next to the file.
+CONFIGURATION = """\
+config system global
+    set state-dir "state"
+end
+config endpoint-control fctems
+    edit 1
+        set status enable
+        set server "127.0.0.1"
+        set https-port 18013
+        set serial-number "FCTEMS8825007278"
+    next
+end
+"""
+
+
+class EndToEndTests(SynchronousTestCase):
+    """
+    The real C{ztnagw} entry point with a real configuration file.
+    """
+
+    def setUp(self) -> None:
+        self.directory = os.path.abspath(self.mktemp())
+        os.mkdir(self.directory)
+        self.config = os.path.join(self.directory, "ztnagw.conf")
+        with open(self.config, "w") as f:
+            f.write(CONFIGURATION)
+        self.registry = os.path.join(self.directory, "state", "ems1", "registry.sqlite")
+        self.stdout = io.StringIO()
+        self.stderr = io.StringIO()
+        self.patch(sys, "stdout", self.stdout)
+        self.patch(sys, "stderr", self.stderr)
+        ca = makeCA(keySlot=10)
+        self.certificate, _ = makeDevice(ca, DEVICE_UID, serial=0x1D3D).writeTo(
+            self.directory, "device"
+        )
+
+    def ztnagw(self, *argv: str) -> tuple[int, str, str]:
+        """
+        Run C{ztnagw argv...}; return its status and what it printed.
+        """
+        from ztnagw.cli import main
+
+        for stream in (self.stdout, self.stderr):
+            stream.seek(0)
+            stream.truncate()
+        status = main(list(argv))
+        return status, self.stdout.getvalue(), self.stderr.getvalue()
+
+    def test_lifeCycle(self) -> None:
+        """
+        Register, revoke, tag, show and delete a device through the
+        command line; the registry is created in the EMS's state directory
+        with private modes.
+        """
+        c = ("--config", self.config)
+        status, out, errors = self.ztnagw(
+            "endpoint", "register", "--cert", self.certificate, "--tag", "Low", *c
+        )
+        self.assertEqual((status, errors), (0, ""))
+        self.assertEqual(os.stat(self.registry).st_mode & 0o777, 0o600)
+        self.assertEqual(os.stat(os.path.dirname(self.registry)).st_mode & 0o777, 0o700)
+        self.assertEqual(self.ztnagw("endpoint", "revoke", DEVICE_UID.lower(), *c)[0], 0)
+        self.assertEqual(self.ztnagw("endpoint", "tag", DEVICE_UID, "add", "High", *c)[0], 0)
+        status, out, _ = self.ztnagw("endpoint", "show", DEVICE_UID, "--json", *c)
+        shown = json.loads(out)
+        self.assertEqual(
+            (shown["certSerial"], shown["revoked"], shown["tags"], shown["emsSerial"]),
+            ("1D3D", True, ["High", "Low"], "FCTEMS8825007278"),
+        )
+        status, out, _ = self.ztnagw("diagnose", "endpoint", "ec-shm", "list", *c)
+        self.assertIn("    Client cert revoked: yes\n", out)
+        self.assertTrue(out.endswith("out-of-sync records: 0\n"))
+        self.assertEqual(self.ztnagw("endpoint", "delete", DEVICE_UID, *c)[0], 0)
+        self.assertEqual(
+            self.ztnagw("endpoint", "list", *c)[1], "No endpoints in the registry of EMS 1.\n"
+        )
+
+    def test_environment(self) -> None:
+        """
+        Without C{--config}, C{$ZTNAGW_CONFIG} names the configuration.
+        """
+        self.patch(os, "environ", {**os.environ, "ZTNAGW_CONFIG": self.config})
+        self.assertEqual(self.ztnagw("endpoint", "list"), (0, "No endpoints in the registry of EMS 1.\n", ""))
+
+    def test_unknownEms(self) -> None:
+        """
+        An C{--ems} that is not configured is a clear error.
+        """
+        status, _, errors = self.ztnagw("endpoint", "list", "--config", self.config, "--ems", "2")
+        self.assertEqual(status, 1)
+        self.assertIn("no 'config endpoint-control fctems' entry 2", errors)
+
+    def test_damagedRegistry(self) -> None:
+        """
+        A registry that is not a database ends the command with a clear
+        message and status 1, without a traceback.
+        """
+        os.makedirs(os.path.dirname(self.registry), mode=0o700)
+        with open(self.registry, "wb") as f:
+            f.write(b"garbage " * 1000)
+        status, out, errors = self.ztnagw("endpoint", "list", "--config", self.config)
+        self.assertEqual((status, out), (1, ""))
+        self.assertTrue(
+            errors.startswith(
+                f"ztnagw: cannot open the endpoint registry: {self.registry} is "
+                "damaged or not an SQLite database"
+            ),
+            errors,
+        )
+        self.assertNotIn("Traceback", errors)
+
+    def test_missingConfiguration(self) -> None:
+        """
+        A missing configuration is a clear error.
+        """
+        missing = os.path.join(self.directory, "missing.conf")
+        status, _, errors = self.ztnagw("endpoint", "list", "--config", missing)
+        self.assertEqual(status, 1)
+        self.assertEqual(
+            errors, f"ztnagw: cannot read configuration {missing}: No such file or directory\n"
+        )

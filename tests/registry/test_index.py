@@ -469,12 +469,20 @@ class LiveTests(TestCase):
     @inlineCallbacks
     def test_changeFromOtherProcess(self) -> Generator[Deferred[Any], Any, None]:
         """
-        A device revoked by the admin command in another process is seen
-        revoked by a running index within a second of that process ending.
+        A device revoked by the C{ztnagw endpoint revoke} admin command, run
+        as another process, is seen revoked by a running index within a
+        second of that process ending.
         """
         from twisted.internet import reactor
 
-        path = os.path.join(os.path.abspath(self.mktemp()), "registry.sqlite")
+        from tests.cli.test_endpoint import CONFIGURATION
+
+        directory = os.path.abspath(self.mktemp())
+        os.mkdir(directory)
+        config = os.path.join(directory, "ztnagw.conf")
+        with open(config, "w") as f:
+            f.write(CONFIGURATION)
+        path = os.path.join(directory, "state", "ems1", "registry.sqlite")
         store = SQLiteEndpointStore(path)
         store.put(record(UID_A))
         store.close()
@@ -490,7 +498,7 @@ class LiveTests(TestCase):
         index.subscribe(observe)
         output, errors, status = yield getProcessOutputAndValue(
             sys.executable,
-            ["-m", "tests.registry.writer", path, "revoke", UID_A],
+            ["-m", "ztnagw", "endpoint", "revoke", UID_A.lower(), "--config", config],
             env=childEnvironment(),
             path=REPOSITORY,
         )

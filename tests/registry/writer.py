@@ -7,7 +7,6 @@ Run from the repository root::
 
     python -m tests.registry.writer PATH increment UID COUNT
     python -m tests.registry.writer PATH churn
-    python -m tests.registry.writer PATH revoke UID
 
 C{increment} adds one to the C{counter} fact of UID, COUNT times, each in
 its own read-modify-write transaction, then prints C{done}.
@@ -17,9 +16,6 @@ three L{CHURN_UIDS} records to the next number and creates or deletes
 L{CHURN_TOGGLED} (present when the number is even).  It prints C{ready},
 then each number once its transaction has committed, so that whoever kills
 it knows the last state that must have survived.
-
-C{revoke} revokes UID through the body of C{ztnagw endpoint revoke} (for
-tests that must not depend on a configuration file).
 """
 
 from __future__ import annotations
@@ -96,13 +92,6 @@ def main(argv: list[str]) -> None:
         print("done", flush=True)
     elif argv[1] == "churn":
         churn(store)
-    elif argv[1] == "revoke":
-        from ztnagw.cli.endpoint import EndpointCommands
-
-        ems = attrs.make_class(
-            "Ems", {"id": attrs.field(default=1), "outOfSyncThreshold": attrs.field(default=180)}
-        )()
-        EndpointCommands(store, ems, sys.stdout).revoke(argv[2])
     else:
         raise SystemExit(f"unknown writer {argv[1]!r}")
     store.close()
