@@ -660,14 +660,24 @@ class FileTests(SynchronousTestCase):
         A registry the user may not open raises L{RegistryUnavailable}
         saying so.
         """
-        if os.geteuid() == 0:
-            raise self.skipTest("root may open any file")
         os.mkdir(self.directory)
         path = os.path.join(self.directory, "registry.sqlite")
         SQLiteEndpointStore(path).close()
         os.chmod(path, 0o400)
-        error = self.assertRaises(RegistryUnavailable, SQLiteEndpointStore, path)
-        self.assertIn("Permission denied", str(error))
+        if os.geteuid() != 0:
+            error = self.assertRaises(RegistryUnavailable, SQLiteEndpointStore, path)
+        else:
+            # Root opens any file: try as an unprivileged user, keeping the
+            # saved user id so that root can be restored.
+            os.chmod(path, 0o600)
+            os.seteuid(65534)
+            try:
+                error = self.assertRaises(
+                    RegistryUnavailable, SQLiteEndpointStore, path
+                )
+            finally:
+                os.seteuid(0)
+        self.assertEqual(str(error), f"cannot open {path}: Permission denied")
 
     def test_closed(self) -> None:
         """
