@@ -16,7 +16,7 @@ Tests swap either one for a fake.
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from typing import Any, Callable, ContextManager, Iterable
 
 from zope.interface import Attribute, Interface
 
@@ -85,6 +85,17 @@ class IEndpointStore(Interface):
 
         @return: the store's current generation, the records written since
             (current versions), and the UIDs deleted since.
+        """
+
+    def transaction() -> ContextManager[Any]:
+        """
+        Run several changes, on endpoint records and on tables that other
+        parts of the gateway add by schema migration (enrollment tokens),
+        as one write transaction: C{with store.transaction() as t: ...}.
+
+        Everything done through C{t} commits when the block ends normally
+        and is rolled back if it raises.  See
+        L{ztnagw.registry.sqlite.StoreTransaction} for what C{t} offers.
         """
 
     def close() -> None:
