@@ -385,3 +385,146 @@ class CurlTests(_Servers, TestCase):
         self.assertIn(b"GET /first 0\n", out)
         self.assertIn(b"POST /second 2000000\n", out)
         self.assertEqual(len(self.protocols), 1)
+
+
+class TLSTests(_Servers, TestCase):
+    """
+    The layer over TLS (C{TLSMemoryBIOFactory} on both sides), as the
+    gateway runs it: the pool's TLS keys, the client certificate visible to
+    the handler, and a lossless takeover inside TLS.
+    """
+
+    timeout = 60
+
+    def setUp(self) -> None:
+        _Servers.setUp(self)
+        from twisted.internet.ssl import Certificate, PrivateCertificate, optionsForClientTLS
+
+        from tests.support.pki import makeCA, makeDevice, makeServer
+
+        ca = makeCA()
+        server = makeServer(ca, names=("gw.test",))
+        device = makeDevice(ca, "0123456789ABCDEF0123456789ABCDEF")
+        caCert = Certificate.loadPEM(ca.certificatePem())
+        self.serverOptions = PrivateCertificate.loadPEM(server.pem()).options(caCert)
+        self.clientOptions = optionsForClientTLS(
+            "gw.test",
+            trustRoot=caCert,
+            clientCertificate=PrivateCertificate.loadPEM(device.pem()),
+        )
+
+    def listenTLS(self, handler) -> UpstreamKey:
+        from twisted.protocols.tls import TLSMemoryBIOFactory
+
+        factory = HTTPServerFactory(handler, reactor)
+        build = factory.buildProtocol
+
+        def buildProtocol(addr):
+            protocol = build(addr)
+            self.protocols.append(protocol)
+            return protocol
+
+        factory.buildProtocol = buildProtocol  # type: ignore[method-assign]
+        port = reactor.listenTCP(
+            0, TLSMemoryBIOFactory(self.serverOptions, False, factory), interface="127.0.0.1"
+        )
+        self.addCleanup(port.stopListening)
+        return UpstreamKey("127.0.0.1", port.getHost().port, self.clientOptions)
+
+    @inlineCallbacks
+    def test_requestsAndPeerCertificate(self):
+        """
+        Keep-alive requests over mTLS; the handler reads the device
+        certificate from the connection's transport; C{TCP_NODELAY} reaches
+        the socket under the TLS layer.
+        """
+        seen = []
+
+        def answer(request: Request) -> None:
+            certificate = request.connection.transport.getPeerCertificate()
+            seen.append(certificate.get_subject().CN)
+            request.response.respond(200, b"OK", (), request.path)
+
+        key = self.listenTLS(RecordingHandler(answer))
+        for i in range(3):
+            response = yield self.pool.request(key, b"GET", b"/%d" % i, [(b"Host", b"gw.test")])
+            collector = Collector()
+            response.deliverBody(collector)
+            yield deferLater(reactor, 0.01, lambda: None)
+            self.assertEqual(collector.data, b"/%d" % i)
+        self.assertEqual(seen, ["0123456789ABCDEF0123456789ABCDEF"] * 3)
+        self.assertEqual(len(self.protocols), 1)
+        import socket
+
+        # The TLS wrapper's own transport is the TCP connection.
+        handle = self.protocols[0].transport.transport.getHandle()
+        self.assertEqual(handle.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY), 1)
+
+    @inlineCallbacks
+    def test_takeOverInsideTLS(self):
+        """
+        100 KB sent in the same TLS write as an Upgrade head, then 1 MB after
+        the 101, are echoed intact by a tunnel taken over after a delay.
+        """
+        from twisted.internet.protocol import ClientFactory
+        from twisted.protocols.tls import TLSMemoryBIOFactory
+
+        key = self.listenTLS(RecordingHandler(self._switchLater(_Echo)))
+        early, later = os.urandom(100_000), os.urandom(1_000_000)
+        client = _TunnelClient(early, later)
+        factory = ClientFactory.forProtocol(lambda: client)
+        reactor.connectTCP(key.host, key.port, TLSMemoryBIOFactory(self.clientOptions, True, factory))
+        echoed = yield client.done
+        self.assertEqual(echoed, early + later)
+
+    @inlineCallbacks
+    def test_poolSwitchInsideTLS(self):
+        """
+        The pool hands over a 101 with the bytes the server sent right
+        behind it (a banner, as an SSH server sends first).
+        """
+        banner = os.urandom(50_000)
+
+        class BannerEcho(_Echo):
+            def connectionMade(self) -> None:
+                self.transport.write(banner)
+
+        key = self.listenTLS(RecordingHandler(self._switchLater(BannerEcho)))
+        response = yield self.pool.request(
+            key, b"GET", b"/tcp",
+            [(b"Host", b"gw.test"), (b"Upgrade", b"tcp-forwarding/1.0"), (b"Connection", b"Upgrade")],
+        )
+        self.assertEqual(response.status, 101)
+        later = os.urandom(1_000_000)
+
+        class Tunnel(Protocol):
+            def __init__(self) -> None:
+                self.received = b""
+                self.done: Deferred[bytes] = Deferred()
+
+            def connectionMade(self) -> None:
+                self.transport.write(later)
+
+            def dataReceived(self, data: bytes) -> None:
+                self.received += data
+                if len(self.received) >= len(banner) + len(later):
+                    self.transport.loseConnection()
+                    self.done.callback(self.received)
+
+        tunnel = Tunnel()
+        response.takeOver(tunnel)
+        received = yield tunnel.done
+        self.assertEqual(received, banner + later)
+
+    def _switchLater(self, tunnelClass):
+        def answer(request: Request) -> None:
+            def switch() -> None:
+                request.response.writeInformational(
+                    101, b"Switching Protocols",
+                    [(b"Upgrade", b"tcp-forwarding/1.0"), (b"Connection", b"Upgrade")],
+                )
+                request.takeOver(tunnelClass())
+
+            reactor.callLater(0.05, switch)
+
+        return answer

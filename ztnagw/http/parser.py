@@ -150,26 +150,39 @@ def parseFieldLines(block: bytes, maxCount: int) -> Headers:
 def _fields(lines: list[bytes], first: int) -> Headers:
     pairs: list[tuple[bytes, bytes]] = []
     index: dict[bytes, list[bytes]] = {}
+    append = pairs.append
+    get = index.get
     for i in range(first, len(lines)):
-        line = lines[i]
-        name, colon, value = line.partition(b":")
-        if not colon or not name or name.translate(None, TOKEN_BYTES):
-            if line[:1] in (b" ", b"\t"):
-                raise HTTPParseError(400, "obsolete line folding (obs-fold)")
-            if not colon:
-                raise HTTPParseError(400, "header line without a colon")
-            if name.rstrip(b" \t") != name:
-                raise HTTPParseError(400, "whitespace before the colon")
-            raise HTTPParseError(400, f"invalid header name {name[:64]!r}")
+        name, colon, value = lines[i].partition(b":")
+        if not colon or not name:
+            _fieldError(lines[i])
         value = value.strip(b" \t")
-        pairs.append((name, value))
+        append((name, value))
         lower = name.lower()
-        values = index.get(lower)
+        values = get(lower)
         if values is None:
             index[lower] = [value]
         else:
             values.append(value)
+    # One pass checks every name (the common case has no bad byte at all).
+    if b"".join([name for name, value in pairs]).translate(None, TOKEN_BYTES):
+        for name, value in pairs:
+            if name.translate(None, TOKEN_BYTES):
+                for line in lines[first:]:
+                    if line.startswith(name):
+                        _fieldError(line)
     return Headers._trusted(pairs, index)
+
+
+def _fieldError(line: bytes) -> None:
+    name, colon, value = line.partition(b":")
+    if line[:1] in (b" ", b"\t"):
+        raise HTTPParseError(400, "obsolete line folding (obs-fold)")
+    if not colon:
+        raise HTTPParseError(400, "header line without a colon")
+    if name.rstrip(b" \t") != name:
+        raise HTTPParseError(400, "whitespace before the colon")
+    raise HTTPParseError(400, f"invalid header name {name[:64]!r}")
 
 
 def _tokens(values: list[bytes] | None) -> frozenset[bytes]:

@@ -1,0 +1,266 @@
+"""
+Micro-benchmark of ztnagw's HTTP/1.1 layer.
+
+Modes:
+
+  - C{parse}: requests fed to L{HTTPServerProtocol} over an in-memory
+    transport, answered with 1 KiB: the Python cost of parse + respond,
+    no sockets.
+  - C{direct}: a server process (pinned to one core) answering 1 KiB over
+    plain TCP on 127.0.0.1; the client, in another process on the other
+    core, keeps N keep-alive connections busy (optionally pipelined).
+  - C{proxy}: the same, but the server is a proxy that forwards every request
+    through L{UpstreamPool} to a backend server in the same process (so the
+    proxy and the backend share one core).
+
+Run from the repository root::
+
+    python benchmarks/http_layer.py --mode parse
+    python benchmarks/http_layer.py --mode direct --connections 32 --seconds 5
+    python benchmarks/http_layer.py --mode proxy --connections 32 --seconds 5
+
+Only loopback addresses are used; every run stops by itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+BODY = b"x" * 1024
+REQUEST = b"GET /bench HTTP/1.1\r\nHost: bench\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n"
+
+
+def _handlers():
+    from twisted.python.failure import Failure
+    from zope.interface import implementer
+
+    from ztnagw.http.headers import withoutHopByHop
+    from ztnagw.http.interfaces import IRequestHandler
+    from ztnagw.http.server import BodyRelay
+
+    @implementer(IRequestHandler)
+    class Answer1K:
+        def requestReceived(self, request):
+            request.response.respond(200, b"OK", [(b"Content-Type", b"text/plain")], BODY)
+
+    @implementer(IRequestHandler)
+    class Proxy:
+        def __init__(self, pool, key):
+            self.pool = pool
+            self.key = key
+
+        def requestReceived(self, request):
+            response = request.response
+            d = self.pool.request(
+                self.key,
+                request.method,
+                request.target,
+                withoutHopByHop(request.headers),
+                request if request.bodyLength != 0 else None,
+            )
+
+            def relay(upstream):
+                response.writeHead(
+                    upstream.status,
+                    upstream.reason,
+                    withoutHopByHop(upstream.headers),
+                    upstream.length,
+                )
+                upstream.deliverBody(BodyRelay(response))
+
+            def failed(reason: Failure):
+                if response.headWritten:
+                    response.abort()
+                else:
+                    response.respond(502, b"Bad Gateway")
+
+            d.addCallbacks(relay, failed)
+
+    return Answer1K, Proxy
+
+
+def benchParse(count: int) -> None:
+    """
+    Parse and answer C{count} pipelined requests in memory.
+    """
+    from twisted.internet.task import Clock
+
+    from ztnagw.http.server import HTTPServerProtocol
+
+    Answer1K, Proxy = _handlers()
+
+    class NullTransport:
+        disconnecting = False
+
+        def write(self, data):
+            pass
+
+        def writeSequence(self, data):
+            pass
+
+        def getPeer(self):
+            return None
+
+        def getHost(self):
+            return None
+
+        def pauseProducing(self):
+            pass
+
+        def resumeProducing(self):
+            pass
+
+        def loseConnection(self):
+            pass
+
+    protocol = HTTPServerProtocol(Answer1K(), Clock())
+    protocol.makeConnection(NullTransport())
+    batch = REQUEST * 100
+    started = time.perf_counter()
+    for i in range(count // 100):
+        protocol.dataReceived(batch)
+    elapsed = time.perf_counter() - started
+    served = protocol.connection.requestsServed
+    print(f"parse+respond: {served} requests in {elapsed:.3f} s: {served / elapsed:,.0f} req/s "
+          f"({elapsed / served * 1e6:.1f} us/request)")
+
+
+def serve(mode: str) -> None:
+    """
+    Run the server side (pinned to the last core) and print its port.
+    """
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {os.cpu_count() - 1})
+    from twisted.internet import reactor
+
+    from ztnagw.http.client import UpstreamKey
+    from ztnagw.http.pool import UpstreamPool
+    from ztnagw.http.server import HTTPServerFactory
+
+    Answer1K, Proxy = _handlers()
+    if mode == "direct":
+        handler = Answer1K()
+    else:
+        backend = reactor.listenTCP(0, HTTPServerFactory(Answer1K(), reactor), interface="127.0.0.1")
+        pool = UpstreamPool(reactor)
+        handler = Proxy(pool, UpstreamKey("127.0.0.1", backend.getHost().port))
+    port = reactor.listenTCP(0, HTTPServerFactory(handler, reactor), interface="127.0.0.1", backlog=512)
+    print(port.getHost().port, flush=True)
+    # Stop by ourselves even if the client never says so.
+    reactor.callLater(300, reactor.stop)
+    reactor.addReader  # keep the import used
+    import threading
+
+    def watchStdin():
+        sys.stdin.read()
+        reactor.callFromThread(reactor.stop)
+
+    threading.Thread(target=watchStdin, daemon=True).start()
+    reactor.run()
+
+
+def load(port: int, connections: int, depth: int, seconds: float) -> None:
+    """
+    Keep C{connections} connections busy with C{depth} requests in flight
+    each for C{seconds}; print the rate.
+    """
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {0})
+    from twisted.internet import reactor
+    from twisted.internet.protocol import ClientFactory, Protocol
+
+    state = {"responses": 0, "counting": False, "size": None, "errors": 0}
+
+    class Client(Protocol):
+        def connectionMade(self):
+            self.buffer = 0
+            self.transport.setTcpNoDelay(True)
+            self.transport.write(REQUEST * depth)
+
+        def dataReceived(self, data):
+            size = state["size"]
+            if size is None:
+                self.first = getattr(self, "first", b"") + data
+                end = self.first.find(b"\r\n\r\n")
+                if end < 0:
+                    return
+                if not self.first.startswith(b"HTTP/1.1 200 "):
+                    state["errors"] += 1
+                size = state["size"] = end + 4 + len(BODY)
+                data = self.first
+            self.buffer += len(data)
+            done, self.buffer = divmod(self.buffer, size)
+            if done:
+                if state["counting"]:
+                    state["responses"] += done
+                self.transport.write(REQUEST * done)
+
+        def connectionLost(self, reason):
+            if state["counting"]:
+                state["errors"] += 1
+
+    class Factory(ClientFactory):
+        protocol = Client
+
+    # Connect one first so that the response size is known.
+    for i in range(connections):
+        reactor.connectTCP("127.0.0.1", port, Factory())
+
+    def start():
+        state["counting"] = True
+        state["started"] = time.perf_counter()
+        reactor.callLater(seconds, stop)
+
+    def stop():
+        elapsed = time.perf_counter() - state["started"]
+        state["counting"] = False
+        print(
+            f"{state['responses']} responses in {elapsed:.2f} s: "
+            f"{state['responses'] / elapsed:,.0f} req/s "
+            f"({connections} connections, {depth} in flight each, errors {state['errors']})"
+        )
+        reactor.stop()
+
+    reactor.callLater(1.0, start)  # warm-up
+    reactor.run()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--mode", choices=["parse", "direct", "proxy"], default="direct")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--depth", type=int, default=1, help="pipelined requests per connection")
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--count", type=int, default=200_000)
+    parser.add_argument("--serve", choices=["direct", "proxy"], help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve(args.serve)
+        return
+    if args.mode == "parse":
+        benchParse(args.count)
+        return
+    server = subprocess.Popen(
+        [sys.executable, os.path.abspath(__file__), "--serve", args.mode],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    try:
+        port = int(server.stdout.readline())
+        load(port, args.connections, args.depth, args.seconds)
+    finally:
+        server.stdin.close()
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+if __name__ == "__main__":
+    main()
