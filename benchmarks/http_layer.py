@@ -18,6 +18,7 @@ Run from the repository root::
     python benchmarks/http_layer.py --mode parse
     python benchmarks/http_layer.py --mode direct --connections 32 --seconds 5
     python benchmarks/http_layer.py --mode proxy --connections 32 --seconds 5
+    python benchmarks/http_layer.py --mode proxy --wrk    # wrk as the client
 
 Only loopback addresses are used; every run stops by itself.
 """
@@ -131,12 +132,12 @@ def benchParse(count: int) -> None:
           f"({elapsed / served * 1e6:.1f} us/request)")
 
 
-def serve(mode: str) -> None:
+def serve(mode: str, core: int, backendPort: int | None) -> None:
     """
-    Run the server side (pinned to the last core) and print its port.
+    Run the server side (pinned to C{core}) and print its port.
     """
     if hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {os.cpu_count() - 1})
+        os.sched_setaffinity(0, {core})
     from twisted.internet import reactor
 
     from ztnagw.http.client import UpstreamKey
@@ -147,14 +148,16 @@ def serve(mode: str) -> None:
     if mode == "direct":
         handler = Answer1K()
     else:
-        backend = reactor.listenTCP(0, HTTPServerFactory(Answer1K(), reactor), interface="127.0.0.1")
-        pool = UpstreamPool(reactor)
-        handler = Proxy(pool, UpstreamKey("127.0.0.1", backend.getHost().port))
+        if backendPort is None:
+            backend = reactor.listenTCP(
+                0, HTTPServerFactory(Answer1K(), reactor), interface="127.0.0.1"
+            )
+            backendPort = backend.getHost().port
+        handler = Proxy(UpstreamPool(reactor), UpstreamKey("127.0.0.1", backendPort))
     port = reactor.listenTCP(0, HTTPServerFactory(handler, reactor), interface="127.0.0.1", backlog=512)
     print(port.getHost().port, flush=True)
     # Stop by ourselves even if the client never says so.
     reactor.callLater(300, reactor.stop)
-    reactor.addReader  # keep the import used
     import threading
 
     def watchStdin():
@@ -233,33 +236,60 @@ def load(port: int, connections: int, depth: int, seconds: float) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--mode", choices=["parse", "direct", "proxy"], default="direct")
+    parser.add_argument(
+        "--mode", choices=["parse", "direct", "proxy", "proxy-separate"], default="direct",
+        help="proxy-separate: the backend runs in its own process, on the client's core",
+    )
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--depth", type=int, default=1, help="pipelined requests per connection")
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--count", type=int, default=200_000)
+    parser.add_argument(
+        "--wrk", action="store_true", help="load with wrk (pinned to core 0) instead"
+    )
     parser.add_argument("--serve", choices=["direct", "proxy"], help=argparse.SUPPRESS)
+    parser.add_argument("--core", type=int, default=(os.cpu_count() or 1) - 1, help=argparse.SUPPRESS)
+    parser.add_argument("--backend-port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve(args.serve)
+        serve(args.serve, args.core, args.backend_port)
         return
     if args.mode == "parse":
         benchParse(args.count)
         return
-    server = subprocess.Popen(
-        [sys.executable, os.path.abspath(__file__), "--serve", args.mode],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-    )
+
+    def start(*extra: str) -> subprocess.Popen:
+        return subprocess.Popen(
+            [sys.executable, os.path.abspath(__file__), *extra],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+
+    servers = []
+    if args.mode == "proxy-separate":
+        servers.append(start("--serve", "direct", "--core", "0"))
+        backendPort = servers[-1].stdout.readline().strip().decode()
+        servers.append(start("--serve", "proxy", "--backend-port", backendPort))
+    else:
+        servers.append(start("--serve", args.mode))
+    server = servers[-1]
     try:
         port = int(server.stdout.readline())
-        load(port, args.connections, args.depth, args.seconds)
+        if args.wrk:
+            subprocess.run(
+                ["taskset", "-c", "0", "wrk", "-t1", f"-c{args.connections}",
+                 f"-d{int(args.seconds)}s", f"http://127.0.0.1:{port}/bench"],
+                check=True,
+            )
+        else:
+            load(port, args.connections, args.depth, args.seconds)
     finally:
-        server.stdin.close()
-        try:
-            server.wait(10)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        for server in servers:
+            server.stdin.close()
+            try:
+                server.wait(10)
+            except subprocess.TimeoutExpired:
+                server.kill()
 
 
 if __name__ == "__main__":

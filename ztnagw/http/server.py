@@ -462,6 +462,8 @@ class Response:
             _checkReason(reason),
             b"".join([n + b": " + v + b"\r\n" for n, v in _checkedPairs(headers)]),
         )
+        if status == 100:
+            self._request._continueSent = True
         self._protocol.transport.write(head)
 
     def _head(
