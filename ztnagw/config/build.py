@@ -729,12 +729,13 @@ class _Checker:
         addresses = self.config.addresses
         tcp = gateway.service == "tcp-forwarding"
         if server.addrType == "ip":
-            if server.address is not None and server.isExplicit("ip"):
+            unspecified = server.ip == ipaddress.IPv4Address(0)
+            if server.address is not None and not unspecified:
                 self.error(
                     server.whereSet("ip"),
                     f"{description}: set ip or address, not both",
                 )
-            elif server.address is None and server.ip == ipaddress.IPv4Address(0):
+            elif server.address is None and unspecified:
                 self.error(
                     server.location,
                     f"{description}: addr-type ip needs ip (a real address, not "

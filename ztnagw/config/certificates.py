@@ -288,7 +288,7 @@ def loadLocalCertificate(entry: "LocalCertificate") -> CertificateMaterial:
     certificates = _certificates(certificateData, certificateOption, certificateWhere)
     _checkOrder(certificates, certificateOption, certificateWhere)
     key = _key(keyData, entry.password, keyOption, keyWhere)
-    if _publicBytes(key) != _publicBytes(certificates[0].public_key()):
+    if _publicBytes(key.public_key()) != _publicBytes(certificates[0].public_key()):
         raise CertificateProblem(
             keyOption,
             f"the private key in {keyWhere} does not match the certificate in "

@@ -1487,7 +1487,7 @@ class Config:
     localUsers: FrozenMap[str, LocalUser] = table(("user", "local"), LocalUser)
     userGroups: FrozenMap[str, UserGroup] = table(("user", "group"), UserGroup)
     addresses: FrozenMap[str, Address] = table(
-        ("firewall", "address"), Address, factory=_builtinAddresses
+        ("firewall", "address"), Address, builtins=_builtinAddresses
     )
     addressGroups: FrozenMap[str, AddressGroup] = table(
         ("firewall", "addrgrp"), AddressGroup
@@ -1495,7 +1495,7 @@ class Config:
     recurringSchedules: FrozenMap[str, RecurringSchedule] = table(
         ("firewall", "schedule", "recurring"),
         RecurringSchedule,
-        factory=_builtinSchedules,
+        builtins=_builtinSchedules,
     )
     onetimeSchedules: FrozenMap[str, OnetimeSchedule] = table(
         ("firewall", "schedule", "onetime"), OnetimeSchedule

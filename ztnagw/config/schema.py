@@ -1094,19 +1094,34 @@ def idKey(minimum: int = 1, maximum: int = 4294967295) -> Any:
 def table(
     path: tuple[str, ...] | str,
     objectClass: type,
-    factory: Callable[[], FrozenMap[Any, Any]] = FrozenMap,
+    builtins: Callable[[], FrozenMap[Any, Any]] | None = None,
 ) -> Any:
     """
     Declare an attrs field holding a table of C{objectClass} entries (a
     L{FrozenMap} in configuration order).
 
-    @param factory: makes the value when none is given (the table's
-        built-in entries).
+    @param builtins: makes the table's built-in entries, which every value
+        of the field gets (first) unless it defines an entry of the same
+        key.
     """
     if isinstance(path, str):
         path = (path,)
+    if builtins is None:
+        return field(
+            factory=FrozenMap,
+            converter=FrozenMap,
+            metadata={_SCHEMA: Table(path=path, objectClass=objectClass)},
+        )
+    made = builtins
+
+    def withBuiltins(entries: Mapping[Any, Any] = FrozenMap()) -> FrozenMap[Any, Any]:
+        merged = {k: v for k, v in made().items() if k not in entries}
+        merged.update(entries)
+        return FrozenMap(merged)
+
     return field(
-        factory=factory,
+        factory=withBuiltins,
+        converter=withBuiltins,
         metadata={_SCHEMA: Table(path=path, objectClass=objectClass)},
     )
 
