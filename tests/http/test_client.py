@@ -18,7 +18,6 @@ from ztnagw.http.errors import (
     RequestBodyFailed,
     ResponseTimeout,
     TruncatedBody,
-    UpstreamConnectionLost,
     UpstreamProtocolError,
 )
 from ztnagw.http.headers import Headers, InvalidHeader

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 
 from twisted.internet.error import ConnectionDone
-from twisted.internet.interfaces import ITCPTransport
+from twisted.internet.interfaces import IPushProducer, ITCPTransport
 from twisted.internet.protocol import Protocol
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
@@ -708,3 +708,55 @@ class TakeOverTests(SynchronousTestCase):
         protocol.dataReceived(_get(b""))
         self.assertRaises(RuntimeError, handler.requests[0].takeOver, _Tunnel())
         self.assertRaises(ValueError, handler.requests[0].response.writeInformational, 101, b"S")
+
+
+class BodyRelayTests(SynchronousTestCase):
+    """
+    L{BodyRelay} relays a body into a response with backpressure.
+    """
+
+    def _relay(self):
+        handler = RecordingHandler()
+        protocol, transport, clock = connectServer(handler)
+        protocol.dataReceived(_get(b""))
+        response = handler.requests[0].response
+        response.writeHead(200, b"OK", [], length=6)
+        producer = _Producer()
+        relay = BodyRelay(response)
+        relay.bodyStarted(producer)
+        return transport, relay, producer
+
+    def test_relay(self) -> None:
+        """
+        The body's producer is registered with the client transport while
+        the body flows, and unregistered when it ends.
+        """
+        transport, relay, producer = self._relay()
+        self.assertIs(transport.producer, producer)
+        relay.bodyDataReceived(b"abc")
+        relay.bodyDataReceived(b"def")
+        relay.bodyFinished()
+        self.assertIsNone(transport.producer)
+        self.assertTrue(transport.value().endswith(b"\r\n\r\nabcdef"))
+        self.assertFalse(transport.aborted)
+
+    def test_failure(self) -> None:
+        """
+        A failed body aborts the response: the client sees truncation.
+        """
+        transport, relay, producer = self._relay()
+        relay.bodyDataReceived(b"abc")
+        relay.bodyFailed(Failure(ConnectionDone()))
+        self.assertTrue(transport.aborted)
+
+
+@implementer(IPushProducer)
+class _Producer:
+    def pauseProducing(self) -> None:
+        pass
+
+    def resumeProducing(self) -> None:
+        pass
+
+    def stopProducing(self) -> None:
+        pass
