@@ -259,6 +259,33 @@ class ResponseTests(_Setup, SynchronousTestCase):
             self.assertEqual(collector.events, ["started", "finished"])
             self.assertEqual(pool.idleCount(KEY), 1, raw)
 
+    def test_everySplit(self) -> None:
+        """
+        Two responses (an interim 100, a chunked body with trailers, then a
+        Content-Length body on the reused connection) read the same however
+        the bytes are split.
+        """
+        first = (
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n"
+            b"\r\n4\r\nabcd\r\n1;e=1\r\ne\r\n0\r\nT: 1\r\n\r\n"
+        )
+        second = b"HTTP/1.1 201 Created\r\nContent-Length: 3\r\n\r\nxyz"
+        for i in range(len(first) + 1):
+            pool = UpstreamPool(self.reactor)
+            d = pool.request(KEY, b"GET", b"/", HOST)
+            protocol, transport = connectUpstream(self.reactor)
+            protocol.dataReceived(first[:i])
+            protocol.dataReceived(first[i:])
+            response = self.successResultOf(d)
+            collector = self._body(response)
+            self.assertEqual((response.status, collector.data, collector.finished), (200, b"abcde", True), i)
+            self.assertEqual(response.trailers, Headers([(b"T", b"1")]))
+            d = pool.request(KEY, b"GET", b"/", HOST)
+            for j in range(len(second)):
+                protocol.dataReceived(second[j : j + 1])
+            collector = self._body(self.successResultOf(d))
+            self.assertEqual((collector.data, collector.finished), (b"xyz", True))
+
     def test_bodyPauseAndBuffer(self) -> None:
         """
         A paused consumer pauses reading from upstream; so does a body

@@ -22,7 +22,7 @@ from ztnagw.http.parser import (
     responseFraming,
 )
 
-from tests.http.helpers import RecordingHandler, answerOK, connectServer, statusOf
+from tests.http.helpers import Collector, RecordingHandler, answerOK, connectServer, statusOf
 
 #: Requests every strict server must refuse, and the status it answers.
 #: Each is a whole head; C{{}} stands for nothing (used to keep lines short).
@@ -316,6 +316,54 @@ class IncrementalParsingTests(SynchronousTestCase):
         self.assertEqual(len(expected[0]), 2)
         for i in range(len(raw) + 1):
             self.assertEqual(self._serve([raw[:i], raw[i:]]), expected, i)
+
+    def test_everySplitWithBodies(self) -> None:
+        """
+        Pipelined requests with a Content-Length body and a chunked body,
+        split at every byte boundary, give the same requests and bodies.
+        """
+        raw = (
+            b"POST /a HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello"
+            b"PUT /b HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"3;x=1\r\nabc\r\n2\r\nde\r\n0\r\nT: v\r\n\r\n"
+            b"GET /c HTTP/1.1\r\nHost: h\r\n\r\n"
+        )
+
+        def serve(pieces: list[bytes]) -> list[tuple]:
+            bodies: list[Collector] = []
+
+            def answer(request) -> None:
+                collector = Collector()
+                bodies.append(collector)
+                finished = collector.bodyFinished
+
+                def respond() -> None:
+                    finished()
+                    request.response.respond(200, b"OK")
+
+                collector.bodyFinished = respond  # type: ignore[method-assign]
+                request.deliverBody(collector)
+
+            handler = RecordingHandler(answer)
+            protocol, transport, clock = connectServer(handler)
+            for piece in pieces:
+                protocol.dataReceived(piece)
+            return [
+                (r.method, r.path, c.data, c.finished, r.trailers and list(r.trailers))
+                for r, c in zip(handler.requests, bodies)
+            ]
+
+        expected = serve([raw])
+        self.assertEqual(
+            expected,
+            [
+                (b"POST", b"/a", b"hello", True, None),
+                (b"PUT", b"/b", b"abcde", True, [(b"T", b"v")]),
+                (b"GET", b"/c", b"", True, None),
+            ],
+        )
+        for i in range(len(raw) + 1):
+            self.assertEqual(serve([raw[:i], raw[i:]]), expected, i)
 
     @settings(max_examples=300)
     @given(

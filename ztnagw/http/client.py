@@ -693,7 +693,7 @@ class UpstreamConnection(Protocol):
         if phase == _TAKEN:
             self._tunnel.dataReceived(data)  # type: ignore[union-attr]
             return
-        if phase == _CLOSED:
+        if phase == _CLOSED or not data:
             return
         if phase == _IDLE or phase == _CONNECTING:
             # Bytes nobody asked for (a server's 408 before it closes): this

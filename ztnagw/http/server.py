@@ -790,7 +790,7 @@ class HTTPServerProtocol(Protocol):
         if state == _TAKEN:
             self._tunnel.dataReceived(data)  # type: ignore[union-attr]
             return
-        if state == _CLOSED:
+        if state == _CLOSED or not data:
             return
         if state == _LINGER:
             self._lingerBytes += len(data)
