@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.protocol import Protocol
 from twisted.internet.testing import MemoryReactorClock
@@ -16,6 +18,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from ztnagw.http.client import PoolSettings, UpstreamKey, UpstreamResponse
 from ztnagw.http.errors import (
     RequestBodyFailed,
+    UpstreamError,
     ResponseTimeout,
     TruncatedBody,
     UpstreamProtocolError,
@@ -412,6 +415,58 @@ class ResponseTests(_Setup, SynchronousTestCase):
         self.failureResultOf(d)
         self.assertTrue(transport.aborted)
         self.assertTrue(source.stopped)
+
+
+class ArbitraryResponseTests(_Setup, SynchronousTestCase):
+    """
+    Whatever a real server sends, the client gives a response or an
+    L{UpstreamError}, never an exception.
+    """
+
+    @settings(max_examples=200)
+    @given(
+        st.lists(
+            st.one_of(
+                st.binary(max_size=30),
+                st.sampled_from(
+                    [
+                        b"HTTP/1.1 200 OK\r\n",
+                        b"HTTP/1.1 100 Continue\r\n\r\n",
+                        b"HTTP/1.1 101 Switching Protocols\r\n",
+                        b"Content-Length: 3\r\n",
+                        b"Transfer-Encoding: chunked\r\n",
+                        b"\r\n",
+                        b"3\r\nabc\r\n0\r\n\r\n",
+                        b"\n",
+                    ]
+                ),
+            ),
+            max_size=10,
+        ),
+        st.booleans(),
+    )
+    def test_arbitraryBytes(self, pieces: list[bytes], close: bool) -> None:
+        """
+        Arbitrary bytes in arbitrary pieces, then maybe a close.
+        """
+        d = self.request()
+        protocol, transport = connectUpstream(self.reactor)
+        outcome: list[object] = []
+        d.addBoth(outcome.append)
+        collector = Collector()
+        for piece in pieces:
+            protocol.dataReceived(piece)
+            if outcome and isinstance(outcome[0], UpstreamResponse) and not collector.events:
+                outcome[0].deliverBody(collector)
+        if close:
+            protocol.connectionLost(Failure(ConnectionDone()))
+        self.reactor.advance(100)
+        if outcome:
+            result = outcome[0]
+            if isinstance(result, Failure):
+                self.assertTrue(result.check(UpstreamError), result)
+            else:
+                self.assertIsInstance(result, UpstreamResponse)
 
 
 class _Tunnel(Protocol):

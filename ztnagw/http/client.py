@@ -54,6 +54,7 @@ from ztnagw.http.parser import (
     FRAMING_NONE,
     IDEMPOTENT_METHODS,
     ResponseHead,
+    checkNewHeadBytes,
     parseContentLength,
     parseResponseHead,
     responseFraming,
@@ -537,6 +538,7 @@ class UpstreamConnection(Protocol):
         self._ready = False
         self._reused = False
         self._buffer = b""
+        self._headScanned = 0
         self._driving = False
         self._pauses = 0
         self._response: UpstreamResponse | None = None
@@ -604,6 +606,7 @@ class UpstreamConnection(Protocol):
         self._reused = reused
         self._phase = _HEAD
         self._buffer = b""
+        self._headScanned = 0
         self._response = None
         self._requestComplete = False
         self._keepAlive = False
@@ -729,18 +732,26 @@ class UpstreamConnection(Protocol):
 
     def _readHead(self) -> bool:
         buffer = self._buffer
-        end = buffer.find(b"\r\n\r\n")
+        # Only the bytes that arrived since the last look are searched.
+        scanned = self._headScanned
+        end = buffer.find(b"\r\n\r\n", scanned - 3 if scanned > 3 else 0)
         settings = self._settings
         if end < 0:
             if len(buffer) > settings.maxResponseHeadBytes:
                 self._protocolError("response head too large")
-            elif buffer.count(b"\n") != buffer.count(b"\r\n"):
-                self._protocolError("bare LF in the response head")
+                return False
+            try:
+                checkNewHeadBytes(buffer, scanned)
+            except HTTPParseError as e:
+                self._protocolError(e.detail)
+                return False
+            self._headScanned = len(buffer)
             return False
         if end > settings.maxResponseHeadBytes:
             self._protocolError("response head too large")
             return False
         self._buffer = buffer[end + 4 :]
+        self._headScanned = 0
         exchange = self._exchange
         assert exchange is not None
         try:

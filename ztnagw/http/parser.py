@@ -119,6 +119,21 @@ def findHeadEnd(buffer: bytes, start: int = 0) -> int:
     return buffer.find(b"\r\n\r\n", start)
 
 
+def checkNewHeadBytes(buffer: bytes, scanned: int) -> None:
+    """
+    Check the bytes of an incomplete head received since C{scanned} for a
+    bare LF, so that a client sending one byte at a time costs work in
+    proportion to what it sends, not to the square of it.
+
+    @raise HTTPParseError: 400.
+    """
+    at = buffer.find(b"\n", scanned)
+    while at >= 0:
+        if at == 0 or buffer[at - 1] != 0x0D:
+            raise HTTPParseError(400, "bare LF in the message head")
+        at = buffer.find(b"\n", at + 1)
+
+
 def checkHeadBytes(block: bytes) -> None:
     """
     Check, in one pass, that a head contains no control character other

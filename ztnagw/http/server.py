@@ -52,7 +52,7 @@ from ztnagw.http.interfaces import (
     IRequestHandler,
 )
 from ztnagw.http.limits import ServerLimits
-from ztnagw.http.parser import RequestHead, parseRequestHead
+from ztnagw.http.parser import RequestHead, checkNewHeadBytes, parseRequestHead
 
 __all__ = [
     "BodyRelay",
@@ -749,6 +749,8 @@ class HTTPServerProtocol(Protocol):
         self._errorPages = errorPages if errorPages is not None else PlainTextErrorPages()
         self._state = _HEAD
         self._buffer = b""
+        self._headScanned = 0
+        self._lineSeen = False
         self._driving = False
         self._pauses = 0
         self._request: Request | None = None
@@ -856,19 +858,25 @@ class HTTPServerProtocol(Protocol):
                 skip += 2
             buffer = buffer[skip:]
             self._buffer = buffer
+            self._headScanned = 0
             if not buffer:
                 return False
-        end = buffer.find(b"\r\n\r\n")
+        # Only the bytes that arrived since the last look are searched.
+        scanned = self._headScanned
+        end = buffer.find(b"\r\n\r\n", scanned - 3 if scanned > 3 else 0)
         limits = self._limits
         if end < 0:
             try:
-                self._checkPartialHead(buffer)
+                self._checkPartialHead(buffer, scanned)
             except HTTPParseError as e:
                 self._error(e.status, e.detail)
                 return False
+            self._headScanned = len(buffer)
             self._touchTimer()
             return False
         self._buffer = buffer[end + 4 :]
+        self._headScanned = 0
+        self._lineSeen = False
         try:
             head = parseRequestHead(buffer[:end], limits)
         except HTTPParseError as e:
@@ -877,15 +885,16 @@ class HTTPServerProtocol(Protocol):
         self._startRequest(head)
         return True
 
-    def _checkPartialHead(self, buffer: bytes) -> None:
+    def _checkPartialHead(self, buffer: bytes, scanned: int) -> None:
         limits = self._limits
-        lineEnd = buffer.find(b"\r\n")
-        if lineEnd < 0 and len(buffer) > limits.maxRequestLineLength + 1:
-            raise HTTPParseError(414, "request line too long")
         if len(buffer) > limits.maxHeadBytes + 3:
             raise HTTPParseError(431, "request head too large")
-        if buffer.count(b"\n") != buffer.count(b"\r\n"):
-            raise HTTPParseError(400, "bare LF in the request head")
+        if not self._lineSeen:
+            if buffer.find(b"\r\n", scanned - 1 if scanned else 0) >= 0:
+                self._lineSeen = True
+            elif len(buffer) > limits.maxRequestLineLength + 1:
+                raise HTTPParseError(414, "request line too long")
+        checkNewHeadBytes(buffer, scanned)
 
     def _startRequest(self, head: RequestHead) -> None:
         request = Request(head, self)
