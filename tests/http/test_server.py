@@ -580,7 +580,8 @@ class ErrorTests(SynchronousTestCase):
         self.assertEqual(
             transport.value(),
             b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/html\r\n"
-            b"Content-Length: 10\r\nConnection: close\r\n\r\n<p>400</p>",
+            b"Content-Length: 10\r\nX-Content-Type-Options: nosniff\r\n"
+            b"Connection: close\r\n\r\n<p>400</p>",
         )
 
     def test_abort(self) -> None:

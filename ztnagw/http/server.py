@@ -1072,7 +1072,8 @@ class HTTPServerProtocol(Protocol):
             contentType, body = PlainTextErrorPages().renderError(status, phrase, detail)
         self.transport.write(
             b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n"
-            b"Connection: close\r\n\r\n%s" % (status, phrase, contentType, len(body), body)
+            b"X-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n%s"
+            % (status, phrase, contentType, len(body), body)
         )
         self._linger()
 
