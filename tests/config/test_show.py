@@ -1,6 +1,6 @@
 """
-Tests for L{ztnagw.config.show}: the configuration written back as text,
-and read back as an equal model.
+Tests for L{ztnagw.config.printer} (L{ztnagw.config.show}): the
+configuration written back as text, and read back as an equal model.
 """
 
 from __future__ import annotations

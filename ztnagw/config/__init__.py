@@ -73,8 +73,9 @@ def loads(
 
 def show(config: Config, full: bool = False) -> str:
     """
-    The configuration in FortiOS CLI syntax; see L{ztnagw.config.show.show}.
+    The configuration in FortiOS CLI syntax; see
+    L{ztnagw.config.printer.show}.
     """
-    from ztnagw.config.show import show as _show
+    from ztnagw.config.printer import show as _show
 
     return _show(config, full)

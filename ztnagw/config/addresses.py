@@ -81,6 +81,25 @@ def leafContains(
     return ip in set(resolved[leaf.fqdn])
 
 
+def _anyContains(
+    leaves: "tuple[Address | Vip, ...]", ip: ipaddress.IPv4Address, resolved: Resolved
+) -> bool:
+    # Leaves that need no DNS answer first, so that the answer does not
+    # depend on the order of the names: an unresolved FQDN matters only
+    # when nothing else decides.
+    missing: str | None = None
+    for leaf in leaves:
+        fqdn = getattr(leaf, "fqdn", None)
+        if getattr(leaf, "type", None) == "fqdn" and fqdn not in resolved:
+            missing = missing or fqdn
+            continue
+        if leafContains(leaf, ip, resolved):
+            return True
+    if missing is not None:
+        raise UnresolvedAddress(missing)
+    return False
+
+
 @frozen
 class AddressTerm:
     """
@@ -109,12 +128,13 @@ class AddressSet:
 
         @param resolved: the addresses of the FQDNs in L{fqdns}.
         @raise UnresolvedAddress: the answer depends on an FQDN missing
-            from C{resolved}.  Resolve every name in L{fqdns} first (an
-            FQDN that does not resolve maps to no address).
+            from C{resolved} (no other address decided it).  Resolve every
+            name in L{fqdns} first; an FQDN that does not resolve maps to
+            no address.
         """
         answers: Resolved = {} if resolved is None else resolved
         for term in self.terms:
-            if any(leafContains(leaf, ip, answers) for leaf in term.include):
+            if _anyContains(term.include, ip, answers):
                 if not term.exclude.contains(ip, answers):
                     return True
         return False

@@ -8,7 +8,7 @@ never through the text or the syntax tree: values are already Python values
 (C{bool}, C{int}, C{ipaddress} objects, C{datetime.time}...), defaults are
 filled in, references are known to resolve and cross-object rules hold.
 L{ztnagw.config.build} makes a L{Config} from a syntax tree and
-L{ztnagw.config.show} writes one back.
+L{ztnagw.config.printer} writes one back.
 
 Each option is one declaration (L{ztnagw.config.schema.option}) carrying its
 CLI name, value type, default, origin and help text; the reference

@@ -7,7 +7,7 @@ L{ztnagw.config.model}; each of its fields that is a CLI option carries an
 L{Option} in its metadata (CLI name, value type, default, whether it is a
 FortiOS option or a ztnagw extension, when it is meaningful, help text).
 One generic builder (L{ztnagw.config.build}) reads configurations through
-these declarations, one generic printer (L{ztnagw.config.show}) writes them
+these declarations, one generic printer (L{ztnagw.config.printer}) writes them
 back, and the option reference in C{docs/configuration.md} is generated
 from them (L{ztnagw.config.reference}).  Adding an option is therefore one
 declaration; nothing else has to learn about it.

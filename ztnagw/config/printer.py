@@ -2,6 +2,9 @@
 """
 Model to configuration text: what C{ztnagw config show} prints.
 
+(The module is not called C{show}: that name is the function
+L{ztnagw.config.show}, which a submodule of the same name would hide.)
+
 Like FortiOS C{show}, the normal output holds only what the configuration
 set explicitly; C{full=True} is FortiOS's C{show full-configuration},
 every option with its value, defaults included.  Both read back as an equal
