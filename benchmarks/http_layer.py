@@ -19,6 +19,7 @@ Run from the repository root::
     python benchmarks/http_layer.py --mode direct --connections 32 --seconds 5
     python benchmarks/http_layer.py --mode proxy --connections 32 --seconds 5
     python benchmarks/http_layer.py --mode proxy --wrk    # wrk as the client
+    python benchmarks/http_layer.py --mode proxy-separate --wrk --tls
 
 Only loopback addresses are used; every run stops by itself.
 """
@@ -132,7 +133,40 @@ def benchParse(count: int) -> None:
           f"({elapsed / served * 1e6:.1f} us/request)")
 
 
-def serve(mode: str, core: int, backendPort: int | None) -> None:
+def _selfSignedOptions():
+    """
+    TLS server options with a throwaway self-signed P-256 certificate.
+    """
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    from twisted.internet.ssl import PrivateCertificate
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bench")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    pem = certificate.public_bytes(serialization.Encoding.PEM) + key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return PrivateCertificate.loadPEM(pem).options()
+
+
+def serve(mode: str, core: int, backendPort: int | None, tls: bool = False) -> None:
     """
     Run the server side (pinned to C{core}) and print its port.
     """
@@ -154,7 +188,12 @@ def serve(mode: str, core: int, backendPort: int | None) -> None:
             )
             backendPort = backend.getHost().port
         handler = Proxy(UpstreamPool(reactor), UpstreamKey("127.0.0.1", backendPort))
-    port = reactor.listenTCP(0, HTTPServerFactory(handler, reactor), interface="127.0.0.1", backlog=512)
+    factory = HTTPServerFactory(handler, reactor)
+    if tls:
+        from twisted.protocols.tls import TLSMemoryBIOFactory
+
+        factory = TLSMemoryBIOFactory(_selfSignedOptions(), False, factory)
+    port = reactor.listenTCP(0, factory, interface="127.0.0.1", backlog=512)
     print(port.getHost().port, flush=True)
     # Stop by ourselves even if the client never says so.
     reactor.callLater(300, reactor.stop)
@@ -247,12 +286,16 @@ def main() -> None:
     parser.add_argument(
         "--wrk", action="store_true", help="load with wrk (pinned to core 0) instead"
     )
+    parser.add_argument(
+        "--tls", action="store_true",
+        help="the measured server speaks TLS (self-signed; needs --wrk)",
+    )
     parser.add_argument("--serve", choices=["direct", "proxy"], help=argparse.SUPPRESS)
     parser.add_argument("--core", type=int, default=(os.cpu_count() or 1) - 1, help=argparse.SUPPRESS)
     parser.add_argument("--backend-port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve(args.serve, args.core, args.backend_port)
+        serve(args.serve, args.core, args.backend_port, args.tls)
         return
     if args.mode == "parse":
         benchParse(args.count)
@@ -269,16 +312,19 @@ def main() -> None:
     if args.mode == "proxy-separate":
         servers.append(start("--serve", "direct", "--core", "0"))
         backendPort = servers[-1].stdout.readline().strip().decode()
-        servers.append(start("--serve", "proxy", "--backend-port", backendPort))
+        servers.append(
+            start("--serve", "proxy", "--backend-port", backendPort, *(["--tls"] if args.tls else []))
+        )
     else:
-        servers.append(start("--serve", args.mode))
+        servers.append(start("--serve", args.mode, *(["--tls"] if args.tls else [])))
     server = servers[-1]
     try:
         port = int(server.stdout.readline())
         if args.wrk:
             subprocess.run(
                 ["taskset", "-c", "0", "wrk", "-t1", f"-c{args.connections}",
-                 f"-d{int(args.seconds)}s", f"http://127.0.0.1:{port}/bench"],
+                 f"-d{int(args.seconds)}s",
+                 f"{'https' if args.tls else 'http'}://127.0.0.1:{port}/bench"],
                 check=True,
             )
         else:
