@@ -39,6 +39,9 @@ REQUEST = b"GET /bench HTTP/1.1\r\nHost: bench\r\nUser-Agent: bench\r\nAccept: *
 
 
 def _handlers():
+    """
+    The benchmark's handler classes (imported late, after CPU pinning).
+    """
     from twisted.python.failure import Failure
     from zope.interface import implementer
 
@@ -49,6 +52,9 @@ def _handlers():
     @implementer(IRequestHandler)
     class Answer1K:
         def requestReceived(self, request):
+            """
+            See L{ztnagw.http.interfaces.IRequestHandler.requestReceived}.
+            """
             request.response.respond(200, b"OK", [(b"Content-Type", b"text/plain")], BODY)
 
     @implementer(IRequestHandler)
@@ -58,6 +64,9 @@ def _handlers():
             self.key = key
 
         def requestReceived(self, request):
+            """
+            See L{ztnagw.http.interfaces.IRequestHandler.requestReceived}.
+            """
             response = request.response
             d = self.pool.request(
                 self.key,
@@ -101,24 +110,45 @@ def benchParse(count: int) -> None:
         disconnecting = False
 
         def write(self, data):
+            """
+            Discard.
+            """
             pass
 
         def writeSequence(self, data):
+            """
+            Discard.
+            """
             pass
 
         def getPeer(self):
+            """
+            No address.
+            """
             return None
 
         def getHost(self):
+            """
+            No address.
+            """
             return None
 
         def pauseProducing(self):
+            """
+            See L{twisted.internet.interfaces.IPushProducer.pauseProducing}.
+            """
             pass
 
         def resumeProducing(self):
+            """
+            See L{twisted.internet.interfaces.IPushProducer.resumeProducing}.
+            """
             pass
 
         def loseConnection(self):
+            """
+            Ignore.
+            """
             pass
 
     protocol = HTTPServerProtocol(Answer1K(), Clock())
@@ -221,6 +251,9 @@ def load(port: int, connections: int, depth: int, seconds: float) -> None:
 
     class Client(Protocol):
         def connectionMade(self):
+            """
+            The connection is up: send what this side sends first.
+            """
             self.buffer = 0
             self.transport.setTcpNoDelay(True)
             self.transport.write(REQUEST * depth)
@@ -274,6 +307,9 @@ def load(port: int, connections: int, depth: int, seconds: float) -> None:
 
 
 def main() -> None:
+    """
+    Parse the command line and run the chosen benchmark.
+    """
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--mode", choices=["parse", "direct", "proxy", "proxy-separate"], default="direct",

@@ -24,10 +24,16 @@ class RecordingHandler:
     """
 
     def __init__(self, answer: Callable[[Request], object] | None = None) -> None:
+        """
+        Set up empty records.
+        """
         self.requests: list[Request] = []
         self.answer = answer
 
     def requestReceived(self, request: Request) -> None:
+        """
+        See L{ztnagw.http.interfaces.IRequestHandler.requestReceived}.
+        """
         self.requests.append(request)
         if self.answer is not None:
             self.answer(request)
@@ -47,6 +53,9 @@ class Collector:
     """
 
     def __init__(self) -> None:
+        """
+        Set up empty records.
+        """
         self.producer: IPushProducer | None = None
         self.chunks: list[bytes] = []
         self.finished = False
@@ -55,23 +64,38 @@ class Collector:
 
     @property
     def data(self) -> bytes:
+        """
+        Everything received so far.
+        """
         return b"".join(self.chunks)
 
     def bodyStarted(self, producer: IPushProducer) -> None:
+        """
+        See L{ztnagw.http.interfaces.IBodyConsumer.bodyStarted}.
+        """
         self.events.append("started")
         self.producer = producer
 
     def bodyDataReceived(self, data: bytes) -> None:
+        """
+        See L{ztnagw.http.interfaces.IBodyConsumer.bodyDataReceived}.
+        """
         assert data, "empty body piece"
         assert not self.finished and self.failure is None
         self.chunks.append(data)
 
     def bodyFinished(self) -> None:
+        """
+        See L{ztnagw.http.interfaces.IBodyConsumer.bodyFinished}.
+        """
         assert not self.finished and self.failure is None
         self.events.append("finished")
         self.finished = True
 
     def bodyFailed(self, reason: Failure) -> None:
+        """
+        See L{ztnagw.http.interfaces.IBodyConsumer.bodyFailed}.
+        """
         assert not self.finished and self.failure is None
         self.events.append("failed")
         self.failure = reason
@@ -84,19 +108,31 @@ class TrackingTransport(StringTransport):
     """
 
     def __init__(self) -> None:
+        """
+        Set up empty records.
+        """
         super().__init__()
         self.readingPaused = False
         self.aborted = False
 
     def pauseProducing(self) -> None:
+        """
+        See L{twisted.internet.interfaces.IPushProducer.pauseProducing}.
+        """
         self.readingPaused = True
         super().pauseProducing()
 
     def resumeProducing(self) -> None:
+        """
+        See L{twisted.internet.interfaces.IPushProducer.resumeProducing}.
+        """
         self.readingPaused = False
         super().resumeProducing()
 
     def abortConnection(self) -> None:
+        """
+        Record the abort.
+        """
         self.aborted = True
         super().abortConnection()
 
@@ -132,22 +168,37 @@ class StreamingSource:
     """
 
     def __init__(self, bodyLength: int | None) -> None:
+        """
+        Set up empty records.
+        """
         self.bodyLength = bodyLength
         self.consumer = None
         self.paused = False
         self.stopped = False
 
     def deliverBody(self, consumer) -> None:
+        """
+        See L{ztnagw.http.interfaces.IBodySource.deliverBody}.
+        """
         self.consumer = consumer
         consumer.bodyStarted(self)
 
     def pauseProducing(self) -> None:
+        """
+        See L{twisted.internet.interfaces.IPushProducer.pauseProducing}.
+        """
         self.paused = True
 
     def resumeProducing(self) -> None:
+        """
+        See L{twisted.internet.interfaces.IPushProducer.resumeProducing}.
+        """
         self.paused = False
 
     def stopProducing(self) -> None:
+        """
+        See L{twisted.internet.interfaces.IPushProducer.stopProducing}.
+        """
         self.stopped = True
 
 
@@ -173,12 +224,18 @@ class ProxyHandler:
     """
 
     def __init__(self, pool, key, onRequestBody=None, onResponseBody=None) -> None:
+        """
+        Set up empty records.
+        """
         self.pool = pool
         self.key = key
         self.onRequestBody = onRequestBody
         self.onResponseBody = onResponseBody
 
     def requestReceived(self, request: Request) -> None:
+        """
+        See L{ztnagw.http.interfaces.IRequestHandler.requestReceived}.
+        """
         from ztnagw.http.headers import withoutHopByHop
         from ztnagw.http.server import BodyRelay
 
@@ -210,30 +267,57 @@ class ProxyHandler:
 
 
 class _CountingSource:
+    """
+    An L{IBodySource} counting the body bytes of another as they pass.
+    """
     def __init__(self, source, count) -> None:
+        """
+        Set up empty records.
+        """
         self._source = source
         self.bodyLength = source.bodyLength
         self._count = count
 
     def deliverBody(self, consumer) -> None:
+        """
+        See L{ztnagw.http.interfaces.IBodySource.deliverBody}.
+        """
         self._source.deliverBody(_CountingConsumer(consumer, self._count))
 
 
 @implementer(IBodyConsumer)
 class _CountingConsumer:
+    """
+    An L{IBodyConsumer} counting the bytes it passes on.
+    """
     def __init__(self, consumer, count) -> None:
+        """
+        Set up empty records.
+        """
         self._consumer = consumer
         self._count = count
 
     def bodyStarted(self, producer) -> None:
+        """
+        See L{ztnagw.http.interfaces.IBodyConsumer.bodyStarted}.
+        """
         self._consumer.bodyStarted(producer)
 
     def bodyDataReceived(self, data: bytes) -> None:
+        """
+        See L{ztnagw.http.interfaces.IBodyConsumer.bodyDataReceived}.
+        """
         self._count(len(data))
         self._consumer.bodyDataReceived(data)
 
     def bodyFinished(self) -> None:
+        """
+        See L{ztnagw.http.interfaces.IBodyConsumer.bodyFinished}.
+        """
         self._consumer.bodyFinished()
 
     def bodyFailed(self, reason: Failure) -> None:
+        """
+        See L{ztnagw.http.interfaces.IBodyConsumer.bodyFailed}.
+        """
         self._consumer.bodyFailed(reason)

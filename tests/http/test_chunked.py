@@ -14,6 +14,9 @@ from ztnagw.http.headers import Headers
 
 
 def _decode(pieces: list[bytes], decoder: ChunkedDecoder | None = None) -> tuple[bytes, bytes | None, ChunkedDecoder]:
+    """
+    Feed C{pieces} to a decoder; return the body, what followed it, and the decoder.
+    """
     if decoder is None:
         decoder = ChunkedDecoder()
     out: list[bytes] = []
@@ -27,6 +30,9 @@ def _decode(pieces: list[bytes], decoder: ChunkedDecoder | None = None) -> tuple
 
 
 def _splits(data: bytes, cuts: list[int]) -> list[bytes]:
+    """
+    C{data} cut at the positions C{cuts} (modulo its length).
+    """
     points = sorted({c % (len(data) + 1) for c in cuts} | {0, len(data)})
     return [data[a:b] for a, b in zip(points, points[1:])] or [b""]
 

@@ -33,14 +33,26 @@ HOST = [(b"Host", b"app.internal")]
 
 
 class _Setup:
+    """
+    A memory reactor and a pool, with shortcuts.
+    """
     def setUp(self) -> None:
+        """
+        Prepare the objects the tests use.
+        """
         self.reactor = MemoryReactorClock()
         self.pool = UpstreamPool(self.reactor)
 
     def request(self, method=b"GET", target=b"/", headers=HOST, body=None):
+        """
+        Send a request to L{KEY} through the pool.
+        """
         return self.pool.request(KEY, method, target, headers, body)
 
     def respond(self, d, transport, protocol, raw: bytes) -> UpstreamResponse:
+        """
+        Feed C{raw} as the server's answer; return the response.
+        """
         protocol.dataReceived(raw)
         return self.successResultOf(d)
 
@@ -172,6 +184,9 @@ class ResponseTests(_Setup, SynchronousTestCase):
     """
 
     def _body(self, response: UpstreamResponse) -> Collector:
+        """
+        Deliver C{response}'s body to a new L{Collector}.
+        """
         collector = Collector()
         response.deliverBody(collector)
         return collector
@@ -470,10 +485,16 @@ class ArbitraryResponseTests(_Setup, SynchronousTestCase):
 
 
 class _Tunnel(Protocol):
+    """
+    Records what a protocol taking over a connection receives.
+    """
     def __init__(self) -> None:
         self.chunks: list[bytes] = []
 
     def dataReceived(self, data: bytes) -> None:
+        """
+        Record C{data}.
+        """
         self.chunks.append(data)
 
 

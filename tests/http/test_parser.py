@@ -293,6 +293,9 @@ class IncrementalParsingTests(SynchronousTestCase):
     """
 
     def _serve(self, pieces: list[bytes]) -> tuple[list[tuple], bytes]:
+        """
+        Feed C{pieces} to a server; return the requests seen and the output.
+        """
         handler = RecordingHandler(answerOK)
         protocol, transport, clock = connectServer(handler)
         for piece in pieces:

@@ -40,10 +40,16 @@ class ReuseTests(SynchronousTestCase):
     """
 
     def setUp(self) -> None:
+        """
+        Prepare the objects the tests use.
+        """
         self.reactor = MemoryReactorClock()
         self.pool = UpstreamPool(self.reactor, PoolSettings(maxIdlePerKey=2))
 
     def _complete(self, d, protocol, raw: bytes = OK) -> None:
+        """
+        Answer the request behind C{d} with C{raw} and read the whole body.
+        """
         protocol.dataReceived(raw)
         response = self.successResultOf(d)
         collector = Collector()
@@ -157,6 +163,9 @@ class StaleRetryTests(SynchronousTestCase):
     """
 
     def setUp(self) -> None:
+        """
+        Prepare the objects the tests use.
+        """
         self.reactor = MemoryReactorClock()
         self.pool = UpstreamPool(self.reactor)
         d = self.pool.request(KEY, b"GET", b"/", HOST)
@@ -166,6 +175,9 @@ class StaleRetryTests(SynchronousTestCase):
         self.assertEqual(self.pool.idleCount(KEY), 1)
 
     def _stale(self):
+        """
+        The server closed the idle connection.
+        """
         self.protocol.connectionLost(Failure(ConnectionLost()))
 
     def test_idempotentRetried(self) -> None:
@@ -261,6 +273,9 @@ class ConnectTests(SynchronousTestCase):
     """
 
     def setUp(self) -> None:
+        """
+        Prepare the objects the tests use.
+        """
         self.reactor = MemoryReactorClock()
         self.pool = UpstreamPool(self.reactor)
 

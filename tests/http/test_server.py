@@ -32,6 +32,9 @@ GET = b"GET /%s HTTP/1.1\r\nHost: h\r\n\r\n"
 
 
 def _get(path: bytes) -> bytes:
+    """
+    A GET request head for C{/path}.
+    """
     return GET % path
 
 
@@ -108,6 +111,9 @@ class KeepAliveTests(SynchronousTestCase):
             noDelay = False
 
             def setTcpNoDelay(self, enabled: bool) -> None:
+                """
+                Record the setting.
+                """
                 self.noDelay = enabled
 
         transport = TCPTransport()
@@ -176,6 +182,9 @@ class FramingTests(SynchronousTestCase):
     """
 
     def _one(self, request: bytes, answer) -> bytes:
+        """
+        Serve one request with C{answer}; return the output.
+        """
         protocol, transport, clock = connectServer(RecordingHandler(answer))
         protocol.dataReceived(request)
         return transport.value()
@@ -571,6 +580,9 @@ class ErrorTests(SynchronousTestCase):
         """
         class Pages:
             def renderError(self, status: int, reason: bytes, detail: str) -> tuple[bytes, bytes]:
+                """
+                See L{ztnagw.http.interfaces.IErrorPageRenderer.renderError}.
+                """
                 return b"text/html", b"<p>%d</p>" % status
 
         protocol = HTTPServerProtocol(RecordingHandler(), Clock(), errorPages=Pages())
@@ -615,14 +627,23 @@ class ErrorTests(SynchronousTestCase):
 
 
 class _Tunnel(Protocol):
+    """
+    Records what a protocol taking over a connection receives.
+    """
     def __init__(self) -> None:
         self.chunks: list[bytes] = []
         self.lost = False
 
     def dataReceived(self, data: bytes) -> None:
+        """
+        Record C{data}.
+        """
         self.chunks.append(data)
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        """
+        Record the end.
+        """
         self.lost = True
 
 
@@ -638,6 +659,9 @@ class TakeOverTests(SynchronousTestCase):
     )
 
     def _check(self, early: bytes, later: bytes, asynchronous: bool) -> None:
+        """
+        Check one takeover with C{early} bytes behind the head and C{later} after it.
+        """
         tunnel = _Tunnel()
 
         def answer(r: Request) -> None:
@@ -717,6 +741,9 @@ class BodyRelayTests(SynchronousTestCase):
     """
 
     def _relay(self):
+        """
+        A request answered through a L{BodyRelay}: its transport, the relay and the body producer.
+        """
         handler = RecordingHandler()
         protocol, transport, clock = connectServer(handler)
         protocol.dataReceived(_get(b""))
@@ -753,11 +780,23 @@ class BodyRelayTests(SynchronousTestCase):
 
 @implementer(IPushProducer)
 class _Producer:
+    """
+    A push producer that does nothing.
+    """
     def pauseProducing(self) -> None:
+        """
+        See L{twisted.internet.interfaces.IPushProducer.pauseProducing}.
+        """
         pass
 
     def resumeProducing(self) -> None:
+        """
+        See L{twisted.internet.interfaces.IPushProducer.resumeProducing}.
+        """
         pass
 
     def stopProducing(self) -> None:
+        """
+        See L{twisted.internet.interfaces.IPushProducer.stopProducing}.
+        """
         pass

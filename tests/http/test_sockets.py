@@ -39,6 +39,9 @@ class GeneratedBody:
     """
 
     def __init__(self, size: int, piece: int = 65536) -> None:
+        """
+        Start with nothing received or produced.
+        """
         self.bodyLength = size
         self._left = size
         self._piece = b"z" * piece
@@ -47,16 +50,25 @@ class GeneratedBody:
         self._consumer = None
 
     def deliverBody(self, consumer) -> None:
+        """
+        See L{ztnagw.http.interfaces.IBodySource.deliverBody}.
+        """
         self._consumer = consumer
         consumer.bodyStarted(self)
         self._schedule()
 
     def _schedule(self) -> None:
+        """
+        Produce on the next reactor turn, once.
+        """
         if not self._scheduled:
             self._scheduled = True
             reactor.callLater(0, self._produce)
 
     def _produce(self) -> None:
+        """
+        Write pieces until paused or done.
+        """
         self._scheduled = False
         while not self._paused and self._left and self._consumer is not None:
             piece = self._piece[: self._left]
@@ -67,13 +79,22 @@ class GeneratedBody:
             consumer.bodyFinished()
 
     def pauseProducing(self) -> None:
+        """
+        See L{twisted.internet.interfaces.IPushProducer.pauseProducing}.
+        """
         self._paused = True
 
     def resumeProducing(self) -> None:
+        """
+        See L{twisted.internet.interfaces.IPushProducer.resumeProducing}.
+        """
         self._paused = False
         self._schedule()
 
     def stopProducing(self) -> None:
+        """
+        See L{twisted.internet.interfaces.IPushProducer.stopProducing}.
+        """
         self._consumer = None
 
 
@@ -84,15 +105,24 @@ class SlowConsumer:
     """
 
     def __init__(self, pause: float = 0.02) -> None:
+        """
+        Start with nothing received or produced.
+        """
         self.received = 0
         self.done: Deferred[int] = Deferred()
         self._pause = pause
         self._producer = None
 
     def bodyStarted(self, producer) -> None:
+        """
+        See L{ztnagw.http.interfaces.IBodyConsumer.bodyStarted}.
+        """
         self._producer = producer
 
     def bodyDataReceived(self, data: bytes) -> None:
+        """
+        See L{ztnagw.http.interfaces.IBodyConsumer.bodyDataReceived}.
+        """
         before = self.received
         self.received += len(data)
         if self.received // MiB != before // MiB:
@@ -100,9 +130,15 @@ class SlowConsumer:
             reactor.callLater(self._pause, self._producer.resumeProducing)
 
     def bodyFinished(self) -> None:
+        """
+        See L{ztnagw.http.interfaces.IBodyConsumer.bodyFinished}.
+        """
         self.done.callback(self.received)
 
     def bodyFailed(self, reason) -> None:
+        """
+        See L{ztnagw.http.interfaces.IBodyConsumer.bodyFailed}.
+        """
         self.done.errback(reason)
 
 
@@ -112,14 +148,23 @@ class _Servers:
     """
 
     def setUp(self) -> None:
+        """
+        Prepare the objects the tests use.
+        """
         self.protocols: list = []
         self.pool = UpstreamPool(reactor)
 
     def listen(self, handler) -> int:
+        """
+        Listen with C{handler} on 127.0.0.1; return the port.
+        """
         factory = HTTPServerFactory(handler, reactor)
         build = factory.buildProtocol
 
         def buildProtocol(addr):
+            """
+            Build the connection's protocol.
+            """
             protocol = build(addr)
             self.protocols.append(protocol)
             return protocol
@@ -130,6 +175,9 @@ class _Servers:
         return port.getHost().port
 
     def tearDown(self) -> Deferred[None]:
+        """
+        Close every connection left open.
+        """
         self.pool.closeIdle()
         for protocol in self.protocols:
             if protocol.transport is not None and protocol.transport.connected:
@@ -145,11 +193,17 @@ class ProxyTests(_Servers, TestCase):
     timeout = 120
 
     def setUp(self) -> None:
+        """
+        Prepare the objects the tests use.
+        """
         _Servers.setUp(self)
         self.backendPool = UpstreamPool(reactor)
         self.addCleanup(self.backendPool.closeIdle)
 
     def _proxy(self, backend, **counters) -> UpstreamKey:
+        """
+        A backend behind a proxy; return the proxy's key.
+        """
         backendKey = UpstreamKey("127.0.0.1", self.listen(backend))
         return UpstreamKey(
             "127.0.0.1", self.listen(ProxyHandler(self.backendPool, backendKey, **counters))
@@ -232,12 +286,21 @@ class ProxyTests(_Servers, TestCase):
             @implementer(IBodyConsumer)
             class Writer:
                 def bodyStarted(self, producer) -> None:
+                    """
+                    See L{ztnagw.http.interfaces.IBodyConsumer.bodyStarted}.
+                    """
                     request.response.registerProducer(producer, True)
 
                 def bodyDataReceived(self, data: bytes) -> None:
+                    """
+                    See L{ztnagw.http.interfaces.IBodyConsumer.bodyDataReceived}.
+                    """
                     request.response.write(data)
 
                 def bodyFinished(self) -> None:
+                    """
+                    See L{ztnagw.http.interfaces.IBodyConsumer.bodyFinished}.
+                    """
                     request.response.unregisterProducer()
                     request.response.finish()
 
@@ -260,7 +323,13 @@ class ProxyTests(_Servers, TestCase):
 
 
 class _Echo(Protocol):
+    """
+    Sends back whatever it receives.
+    """
     def dataReceived(self, data: bytes) -> None:
+        """
+        Handle received bytes.
+        """
         self.transport.write(data)
 
 
@@ -276,6 +345,9 @@ class _TunnelClient(Protocol):
     )
 
     def __init__(self, early: bytes, later: bytes) -> None:
+        """
+        Start with nothing received or produced.
+        """
         self.early = early
         self.later = later
         self.buffer = b""
@@ -283,9 +355,15 @@ class _TunnelClient(Protocol):
         self.done: Deferred[bytes] = Deferred()
 
     def connectionMade(self) -> None:
+        """
+        The connection is up: send what this side sends first.
+        """
         self.transport.write(self.HEAD + self.early)
 
     def dataReceived(self, data: bytes) -> None:
+        """
+        Handle received bytes.
+        """
         self.buffer += data
         if not self.switched:
             end = self.buffer.find(b"\r\n\r\n")
@@ -342,6 +420,9 @@ class CurlTests(_Servers, TestCase):
     timeout = 60
 
     def setUp(self) -> None:
+        """
+        Prepare the objects the tests use.
+        """
         _Servers.setUp(self)
         if shutil.which("curl") is None:
             raise SkipTest("curl is not installed")
@@ -397,6 +478,9 @@ class TLSTests(_Servers, TestCase):
     timeout = 60
 
     def setUp(self) -> None:
+        """
+        Prepare the objects the tests use.
+        """
         _Servers.setUp(self)
         from twisted.internet.ssl import Certificate, PrivateCertificate, optionsForClientTLS
 
@@ -414,12 +498,18 @@ class TLSTests(_Servers, TestCase):
         )
 
     def listenTLS(self, handler) -> UpstreamKey:
+        """
+        Listen over TLS with C{handler}; return the pool key to reach it.
+        """
         from twisted.protocols.tls import TLSMemoryBIOFactory
 
         factory = HTTPServerFactory(handler, reactor)
         build = factory.buildProtocol
 
         def buildProtocol(addr):
+            """
+            Build the connection's protocol.
+            """
             protocol = build(addr)
             self.protocols.append(protocol)
             return protocol
@@ -487,6 +577,9 @@ class TLSTests(_Servers, TestCase):
 
         class BannerEcho(_Echo):
             def connectionMade(self) -> None:
+                """
+                The connection is up: send what this side sends first.
+                """
                 self.transport.write(banner)
 
         key = self.listenTLS(RecordingHandler(self._switchLater(BannerEcho)))
@@ -503,6 +596,9 @@ class TLSTests(_Servers, TestCase):
                 self.done: Deferred[bytes] = Deferred()
 
             def connectionMade(self) -> None:
+                """
+                The connection is up: send what this side sends first.
+                """
                 self.transport.write(later)
 
             def dataReceived(self, data: bytes) -> None:
@@ -517,6 +613,9 @@ class TLSTests(_Servers, TestCase):
         self.assertEqual(received, banner + later)
 
     def _switchLater(self, tunnelClass):
+        """
+        A handler answering 101 after a delay and handing over to C{tunnelClass()}.
+        """
         def answer(request: Request) -> None:
             def switch() -> None:
                 request.response.writeInformational(

@@ -240,16 +240,25 @@ class _Exchange:
     # IBodyConsumer, for the request body.
 
     def bodyStarted(self, producer: IPushProducer) -> None:
+        """
+        See L{ztnagw.http.interfaces.IBodyConsumer.bodyStarted}.
+        """
         self.producer = producer
         if self.connection is not None:
             self.connection._bodyProducerReady()
 
     def bodyDataReceived(self, data: bytes) -> None:
+        """
+        See L{ztnagw.http.interfaces.IBodyConsumer.bodyDataReceived}.
+        """
         if self.bodyStopped or self.connection is None:
             return
         self.connection._writeBody(data)
 
     def bodyFinished(self) -> None:
+        """
+        See L{ztnagw.http.interfaces.IBodyConsumer.bodyFinished}.
+        """
         if self.bodyStopped:
             return
         self.bodyDone = True
@@ -258,6 +267,9 @@ class _Exchange:
             self.connection._bodyWritten()
 
     def bodyFailed(self, reason: Failure) -> None:
+        """
+        See L{ztnagw.http.interfaces.IBodyConsumer.bodyFailed}.
+        """
         if self.bodyStopped:
             return
         self.bodyDone = True
@@ -292,34 +304,55 @@ class _BodyProducerProxy:
         self._exchange = exchange
 
     def pauseProducing(self) -> None:
+        """
+        See L{twisted.internet.interfaces.IPushProducer.pauseProducing}.
+        """
         producer = self._exchange.producer
         if producer is not None:
             producer.pauseProducing()
 
     def resumeProducing(self) -> None:
+        """
+        See L{twisted.internet.interfaces.IPushProducer.resumeProducing}.
+        """
         producer = self._exchange.producer
         if producer is not None:
             producer.resumeProducing()
 
     def stopProducing(self) -> None:
         # The connection's end is handled by UpstreamConnection.connectionLost.
+        """
+        See L{twisted.internet.interfaces.IPushProducer.stopProducing}.
+        """
         pass
 
 
 @implementer(IPushProducer)
 class _ResponseBodyProducer:
+    """
+    Lets a response body's consumer pause reading from the real server.
+    """
     __slots__ = ("_response",)
 
     def __init__(self, response: UpstreamResponse) -> None:
         self._response = response
 
     def pauseProducing(self) -> None:
+        """
+        See L{twisted.internet.interfaces.IPushProducer.pauseProducing}.
+        """
         self._response._pause()
 
     def resumeProducing(self) -> None:
+        """
+        See L{twisted.internet.interfaces.IPushProducer.resumeProducing}.
+        """
         self._response._resume()
 
     def stopProducing(self) -> None:
+        """
+        See L{twisted.internet.interfaces.IPushProducer.stopProducing}.
+        """
         self._response.abort()
 
 

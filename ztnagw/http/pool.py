@@ -46,6 +46,9 @@ _BODY_METHODS = frozenset({b"POST", b"PUT", b"PATCH"})
 
 
 class _ConnectionFactory(ClientFactory):
+    """
+    Builds the connection for one exchange and reports connection failures.
+    """
     noisy = False
 
     def __init__(self, pool: UpstreamPool, exchange: _Exchange) -> None:
@@ -53,12 +56,18 @@ class _ConnectionFactory(ClientFactory):
         self._exchange = exchange
 
     def buildProtocol(self, addr: object) -> UpstreamConnection:
+        """
+        Build the connection's protocol.
+        """
         connection = UpstreamConnection(self._pool, self._exchange.key, self._exchange)
         connection.factory = self
         self._pool._connections.add(connection)
         return connection
 
     def clientConnectionFailed(self, connector: object, reason: Failure) -> None:
+        """
+        Fail the exchange with the error matching C{reason}.
+        """
         exchange = self._exchange
         exchange.connector = None
         if exchange.deferred is None:
@@ -273,11 +282,23 @@ class BytesBody:
 
 @implementer(IPushProducer)
 class _NoProducer:
+    """
+    The producer of a body already in memory: nothing to pause.
+    """
     def pauseProducing(self) -> None:
+        """
+        See L{twisted.internet.interfaces.IPushProducer.pauseProducing}.
+        """
         pass
 
     def resumeProducing(self) -> None:
+        """
+        See L{twisted.internet.interfaces.IPushProducer.resumeProducing}.
+        """
         pass
 
     def stopProducing(self) -> None:
+        """
+        See L{twisted.internet.interfaces.IPushProducer.stopProducing}.
+        """
         pass

@@ -151,12 +151,21 @@ class _RequestBodyProducer:
         self._request = request
 
     def pauseProducing(self) -> None:
+        """
+        See L{twisted.internet.interfaces.IPushProducer.pauseProducing}.
+        """
         self._request._pauseBody()
 
     def resumeProducing(self) -> None:
+        """
+        See L{twisted.internet.interfaces.IPushProducer.resumeProducing}.
+        """
         self._request._resumeBody()
 
     def stopProducing(self) -> None:
+        """
+        See L{twisted.internet.interfaces.IPushProducer.stopProducing}.
+        """
         self._request._stopBody()
 
 
