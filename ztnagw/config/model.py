@@ -1258,7 +1258,7 @@ class EmsConnector(ConfigObject):
     )
     registry: str = option(
         "registry",
-        Text(check=_checkRegistry),
+        Text(check=_checkRegistry, patternHelp="a registry URL: sqlite: or sqlite:PATH"),
         default="sqlite:",
         origin=EXTENSION,
         help="Where endpoint records are kept: sqlite: (the embedded "

@@ -343,6 +343,8 @@ class Text:
     def describe(self) -> str:
         if self.patternHelp is not None:
             return self.patternHelp
+        if self.multiline:
+            return "PEM text, quoted (line breaks kept)"
         if self.maxLength is not None:
             return f"text of at most {self.maxLength} characters"
         return "text"
