@@ -24,7 +24,7 @@ import difflib
 import ipaddress
 import os
 import re
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Sequence
 
 from attrs import field, frozen
 
@@ -43,7 +43,6 @@ from ztnagw.config.model import (
     ApiGateway,
     Config,
     ConflictingSettings,
-    EmsConnector,
     FirewallPolicy,
     ProxyPolicy,
     RealServer,
@@ -55,6 +54,7 @@ from ztnagw.config.model import (
 from ztnagw.config.schema import (
     ConfigObject,
     Context,
+    EmsTags,
     FrozenMap,
     Key,
     Option,
@@ -170,7 +170,7 @@ class _Builder:
             if table.singleton:
                 continue
             statements = [s for b in blocks.get(table.path, []) for s in b.statements]
-            entries, defined = self._buildTable(table, statements, "", context, None)
+            entries, defined = self._buildTable(table, statements, "", context, None, None)
             builtins = BUILTINS.get(table.attribute, {})
             merged = {k: v for k, v in builtins.items() if k not in defined}
             merged.update(entries)
@@ -213,7 +213,9 @@ class _Builder:
                 else:
                     statements.append(statement)
         location = blocks[0].location if blocks else None
-        return self._buildObject(table.objectClass, statements, table.title, location, context, None, {})
+        return self._buildObject(
+            table.objectClass, statements, table.title, location, context, None, None, {}
+        )
 
     def _buildTable(
         self,
@@ -221,10 +223,15 @@ class _Builder:
         statements: Sequence[Statement],
         parentDescription: str,
         context: Context,
+        parentClass: type | None,
         parentValues: dict[str, object] | None,
     ) -> tuple[dict[object, ConfigObject], dict[object, Location | None]]:
         """
         Build the entries of one table.
+
+        @param parentClass: the class of the entry holding a nested table.
+        @param parentValues: that entry's option values, by CLI name (what
+            conditions on the enclosing object read).
 
         @return: the valid entries, and the keys of all entries with their
             locations.
@@ -250,7 +257,10 @@ class _Builder:
             try:
                 keyValue = key.parse(statement.key.text)
             except ValueProblem as problem:
-                self.error(statement.location, f"{title}: edit {shown(statement.key.text)}: {problem.message}")
+                self.error(
+                    statement.location,
+                    f"{title}: edit {shown(statement.key.text)}: {problem.message}",
+                )
                 continue
             description = f"{title} {_renderKey(key, keyValue)}"
             if keyValue in defined:
@@ -275,6 +285,7 @@ class _Builder:
                 description,
                 statement.location,
                 context,
+                parentClass,
                 parentValues,
                 {key.attribute: keyValue},
             )
@@ -304,6 +315,7 @@ class _Builder:
         description: str,
         location: Location | None,
         context: Context,
+        parentClass: type | None,
         parentValues: dict[str, object] | None,
         key: dict[str, object],
     ) -> ConfigObject | None:
@@ -345,7 +357,11 @@ class _Builder:
                         statement.location,
                         f"{description}: config {shown(' '.join(statement.path))[1:-1]} "
                         "is not supported here; "
-                        + (f"supported: {supported}" if supported else "this object has no tables"),
+                        + (
+                            f"supported: {supported}"
+                            if supported
+                            else "this object has no tables"
+                        ),
                     )
             else:
                 self.error(
@@ -380,12 +396,15 @@ class _Builder:
 
         for cliName, declaration in declared.items():
             if cliName in explicit and declaration.refused is not None:
-                self.error(locations.get(cliName, location), f"{description}: {cliName}: {declaration.refused}")
+                self.error(
+                    locations.get(cliName, location),
+                    f"{description}: {cliName}: {declaration.refused}",
+                )
             condition = declaration.when
             if cliName in explicit and condition is not None and condition.option not in failed:
                 source = parentValues if condition.parent else values
                 if source is not None and not condition.holds(source):
-                    controlling = _controlling(cls, condition)
+                    controlling = _controlling(cls, parentClass, condition)
                     actual = " ".join(controlling.valueType.render(source[condition.option]))
                     self.error(
                         locations.get(cliName, location),
@@ -401,15 +420,20 @@ class _Builder:
             if needed and cliName not in explicit and cliName not in failed:
                 why = ""
                 if declaration.requiredWhen is not None and not declaration.required:
-                    why = f" when {declaration.requiredWhen.describe(declared[declaration.requiredWhen.option].valueType)}"
-                hint = declaration.missingHint or f"set {cliName} to {declaration.valueType.describe()}"
+                    controlling = _controlling(cls, parentClass, declaration.requiredWhen)
+                    why = f" when {declaration.requiredWhen.describe(controlling.valueType)}"
+                hint = declaration.missingHint or (
+                    f"set {cliName} to {declaration.valueType.describe()}"
+                )
                 self.error(location, f"{description}: {cliName} is required{why}; {hint}")
                 valid = False
 
         self.found.append(_Found(description, cls, values, locations, location))
         children: dict[str, object] = {}
         for path, table in nestedTables.items():
-            entries, _ = self._buildTable(table, nested.get(path, []), description, context, values)
+            entries, _ = self._buildTable(
+                table, nested.get(path, []), description, context, cls, values
+            )
             children[table.attribute] = FrozenMap(entries)
 
         if not valid:
@@ -425,10 +449,11 @@ class _Builder:
         )
 
 
-def _controlling(cls: type, condition: Any) -> Option:
+def _controlling(cls: type, parentClass: type | None, condition: Any) -> Option:
     # The declaration of the option a condition reads, on the object or on
-    # its parent (only api-gateways are parents whose options are read).
-    owner = ApiGateway if condition.parent is not None else cls
+    # the object holding its table.
+    owner = parentClass if condition.parent is not None else cls
+    assert owner is not None
     for declaration in optionsOf(owner):
         if declaration.cliName == condition.option:
             return declaration
@@ -459,6 +484,13 @@ def _describe(table: Table, key: object, parent: str = "") -> str:
 
 
 _TABLES = {t.attribute: t for t in tablesOf(Config)}
+
+#: The tables whose entries have names (not numbers).
+_NAMED = frozenset(
+    t.attribute
+    for t in _TABLES.values()
+    if not t.singleton and not keyOf(t.objectClass).numeric  # type: ignore[union-attr]
+)
 
 
 class _Checker:
@@ -495,7 +527,8 @@ class _Checker:
                 continue
             if declaration.refused is not None:
                 continue
-            for name in valueType.names(found.values[declaration.cliName]):  # type: ignore[arg-type]
+            value = found.values[declaration.cliName]
+            for name in valueType.names(value):  # type: ignore[arg-type]
                 self._resolve(found, declaration, valueType, name)
 
     def _resolve(
@@ -515,7 +548,7 @@ class _Checker:
         elsewhere = [
             t
             for t, names in defined.items()
-            if t not in valueType.targets and name in names and not keyOf(_TABLES[t].objectClass).numeric  # type: ignore[union-attr]
+            if t not in valueType.targets and name in names and t in _NAMED
         ]
         if elsewhere:
             table = _TABLES[elsewhere[0]]
@@ -556,7 +589,8 @@ class _Checker:
         for name, address in self.config.addresses.items():
             if address.builtin or address.type != "iprange":
                 continue
-            if address.startIp is not None and address.endIp is not None and address.startIp > address.endIp:
+            start, end = address.startIp, address.endIp
+            if start is not None and end is not None and start > end:
                 self.error(
                     address.whereSet("end-ip"),
                     f"firewall address {shown(name)}: end-ip {address.endIp} is "
@@ -596,7 +630,8 @@ class _Checker:
 
     def _schedules(self) -> None:
         for name, schedule in self.config.onetimeSchedules.items():
-            if schedule.start is not None and schedule.end is not None and schedule.end <= schedule.start:
+            start, end = schedule.start, schedule.end
+            if start is not None and end is not None and end <= start:
                 self.error(
                     schedule.whereSet("end"),
                     f"firewall schedule onetime {shown(name)}: end is not after start",
@@ -843,11 +878,12 @@ class _Checker:
                     if clientCert:
                         effective.add(id(source))
         for key, (kind, source) in candidates.items():
-            if key in effective or source.clientCert is False:
+            if key in effective or source.clientCert is False:  # type: ignore[attr-defined]
                 continue
+            name = source.name  # type: ignore[attr-defined]
             self.error(
                 source.whereSet("empty-cert-action"),
-                f"{kind} {shown(source.name)}: empty-cert-action never takes "  # type: ignore[attr-defined]
+                f"{kind} {shown(name)}: empty-cert-action never takes "
                 "effect, because client certificates are disabled (client-cert "
                 "disable) wherever it applies; remove it",
             )
@@ -864,7 +900,11 @@ class _Checker:
 
     def _policies(self) -> None:
         config = self.config
-        for table, policies in (("firewall policy", config.policies), ("firewall proxy-policy", config.proxyPolicies)):
+        tables: tuple[tuple[str, FrozenMap[int, Any]], ...] = (
+            ("firewall policy", config.policies),
+            ("firewall proxy-policy", config.proxyPolicies),
+        )
+        for table, policies in tables:
             for policyId, policy in policies.items():
                 description = f"{table} {policyId}"
                 self._tags(description, policy)
@@ -882,7 +922,7 @@ class _Checker:
     def _tags(self, description: str, policy: FirewallPolicy | ProxyPolicy) -> None:
         configured = self.builder.defined["emsConnectors"]
         for declaration in optionsOf(type(policy)):
-            if not declaration.cliName.startswith("ztna-ems-tag") or declaration.cliName.endswith("negate"):
+            if not isinstance(declaration.valueType, EmsTags):
                 continue
             for tag in getattr(policy, declaration.attribute):
                 if tag.emsId not in configured:
@@ -930,7 +970,8 @@ class _Checker:
             if not ems.status or ems.server is None:
                 continue
             for (host, port), other in listeners.items():
-                if port == ems.httpsPort and (host == ems.server or "0.0.0.0" in (host, ems.server)):
+                overlaps = host == ems.server or "0.0.0.0" in (host, ems.server)
+                if port == ems.httpsPort and overlaps:
                     self.error(
                         ems.whereSet("https-port"),
                         f"{description}: {ems.server}:{ems.httpsPort} is also "

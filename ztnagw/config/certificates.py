@@ -216,11 +216,17 @@ def checkLocalCertificateShape(entry: "LocalCertificate") -> list[CertificatePro
     for certificateOption, certificate, keyOption, key in pairs:
         if certificate is not None and key is None:
             problems.append(
-                CertificateProblem(certificateOption, f"{keyOption} is missing: a local certificate needs its key")
+                CertificateProblem(
+                    certificateOption,
+                    f"{keyOption} is missing: a local certificate needs its key",
+                )
             )
         if key is not None and certificate is None:
             problems.append(
-                CertificateProblem(keyOption, f"{certificateOption} is missing: the key needs its certificate")
+                CertificateProblem(
+                    keyOption,
+                    f"{certificateOption} is missing: the key needs its certificate",
+                )
             )
     if not inline and not files:
         problems.append(
@@ -231,7 +237,9 @@ def checkLocalCertificateShape(entry: "LocalCertificate") -> list[CertificatePro
             )
         )
     if entry.password is not None and entry.privateKey is None and entry.privateKeyFile is None:
-        problems.append(CertificateProblem("password", "password is set but there is no private key"))
+        problems.append(
+            CertificateProblem("password", "password is set but there is no private key")
+        )
     return problems
 
 
@@ -278,7 +286,9 @@ def loadLocalCertificate(entry: "LocalCertificate") -> CertificateMaterial:
         try:
             problem = privateFileProblem(entry.privateKeyFile)
         except OSError as e:
-            raise CertificateProblem(keyOption, f"cannot read {entry.privateKeyFile}: {e.strerror}")
+            raise CertificateProblem(
+                keyOption, f"cannot read {entry.privateKeyFile}: {e.strerror}"
+            )
         if problem is not None:
             raise CertificateProblem(keyOption, f"private key file {problem}")
         certificateData = _read(entry.certificateFile, certificateOption)
@@ -304,7 +314,9 @@ def loadCaCertificate(entry: "CaCertificate") -> tuple[x509.Certificate, ...]:
     @raise CertificateProblem: the material is missing or invalid.
     """
     if entry.ca is not None and entry.caFile is not None:
-        raise CertificateProblem("ca-file", "give the CA inline (ca) or in a file (ca-file), not both")
+        raise CertificateProblem(
+            "ca-file", "give the CA inline (ca) or in a file (ca-file), not both"
+        )
     if entry.ca is not None:
         return tuple(_certificates(entry.ca.encode("utf-8"), "ca", "ca"))
     if entry.caFile is not None:

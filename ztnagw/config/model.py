@@ -27,7 +27,6 @@ from attrs import field, frozen
 
 from ztnagw.config.schema import (
     EXTENSION,
-    FORTIOS,
     Choice,
     Condition,
     ConfigObject,
@@ -1512,16 +1511,24 @@ class Config:
         ("firewall", "proxy-policy"), ProxyPolicy
     )
     warnings: tuple[ConfigError, ...] = field(default=(), eq=False)
+    _accessProxyByVip: dict[str, AccessProxy] = field(
+        init=False, eq=False, repr=False, hash=False
+    )
+
+    def __attrs_post_init__(self) -> None:
+        # Requests look the access proxy of their VIP up; index it once.
+        byVip: dict[str, AccessProxy] = {}
+        for accessProxy in self.accessProxies.values():
+            if accessProxy.vip is not None:
+                byVip.setdefault(accessProxy.vip, accessProxy)
+        object.__setattr__(self, "_accessProxyByVip", byVip)
 
     def accessProxyOf(self, vipName: str) -> AccessProxy | None:
         """
         The access proxy behind VIP C{vipName}, if any (there is at most
         one).
         """
-        for accessProxy in self.accessProxies.values():
-            if accessProxy.vip == vipName:
-                return accessProxy
-        return None
+        return self._accessProxyByVip.get(vipName)
 
     def clientCertificateSettings(
         self, vipName: str, virtualHostName: str | None = None

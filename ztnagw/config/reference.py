@@ -96,7 +96,8 @@ def _section(table: Table, parents: Sequence[str], out: list[str]) -> None:
             out.append(f"Entries: `edit <id>`, {key.minimum} to {key.maximum}.")
         else:
             out.append("Entries: `edit <name>`.")
-        builtins = list(BUILTINS.get(table.attribute, {})) + list(BUILTIN_NAMES.get(table.attribute, ()))
+        builtins = list(BUILTINS.get(table.attribute, {}))
+        builtins += BUILTIN_NAMES.get(table.attribute, ())
         if builtins:
             out.append("Built in: " + ", ".join(f"`{b}`" for b in builtins) + ".")
         out.append("")
