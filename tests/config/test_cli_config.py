@@ -127,6 +127,7 @@ class CommandTests(SynchronousTestCase):
         """
         self.assertEqual(self.command("config", "show", WALKTHROUGH), 0)
         text = self.stdout.getvalue()
+        # The walkthrough has no secret, so redacting changes nothing.
         self.assertIn('    edit "ZTNA-WS1"\n', text)
         self.assertNotIn("ssl-min-version", text)
         self.assertEqual(loads(text), loads(open(WALKTHROUGH).read()))
@@ -137,6 +138,17 @@ class CommandTests(SynchronousTestCase):
         """
         self.assertEqual(self.command("config", "show", "--full", WALKTHROUGH), 0)
         self.assertIn("set ssl-min-version tls-1.2", self.stdout.getvalue())
+
+    def test_showSecrets(self) -> None:
+        """
+        C{show} leaves passwords out unless C{--secrets} is given.
+        """
+        path = self.write('config user local\n    edit "bob"\n        set passwd "hunter2"\n    next\nend\n')
+        self.assertEqual(self.command("config", "show", path), 0)
+        self.assertIn("set passwd ENC redacted", self.stdout.getvalue())
+        self.assertNotIn("hunter2", self.stdout.getvalue())
+        self.assertEqual(self.command("config", "show", "--secrets", path), 0)
+        self.assertIn('set passwd "hunter2"', self.stdout.getvalue())
 
     def test_showInvalid(self) -> None:
         """

@@ -16,7 +16,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from ztnagw.config import ConfigurationRejected, load, loads, show
 from ztnagw.config.model import Address, Config, FirewallPolicy
 from ztnagw.config.schema import FrozenMap
-from ztnagw.config.syntax import render
+from ztnagw.config.syntax import quote, render
 from ztnagw.config.tree import Document, EditBlock, SetStatement, Word
 
 from tests.config.helpers import MINIMAL, ROOT
@@ -140,6 +140,48 @@ class ShowTests(SynchronousTestCase):
         self.assertIn('    edit "n"\n        set comment "lab"\n    next\n', text)
         self.assertNotIn("set action", text)
         self.assertEqual(loads(text), config)
+
+    def test_redact(self) -> None:
+        """
+        With C{redact}, private keys and passwords are written C{ENC
+        redacted}, which loads as a clear error rather than as a value.
+        """
+        certificate, key = _pem()[0]
+        config = loads(
+            "config vpn certificate local\n"
+            '    edit "c"\n'
+            f"        set certificate {quote(certificate)}\n"
+            f"        set private-key {quote(key)}\n"
+            "    next\n"
+            "end\n"
+            "config user local\n"
+            '    edit "bob"\n'
+            '        set passwd "hunter2"\n'
+            "    next\n"
+            "end\n"
+        )
+        text = show(config, redact=True)
+        self.assertNotIn("PRIVATE KEY", text)
+        self.assertNotIn("hunter2", text)
+        self.assertIn("        set private-key ENC redacted\n", text)
+        self.assertIn("        set passwd ENC redacted\n", text)
+        self.assertIn("BEGIN CERTIFICATE", text)
+        rejected = self.assertRaises(ConfigurationRejected, loads, text)
+        self.assertEqual(
+            [e.message for e in rejected.errors],
+            [
+                f'vpn certificate local "c": {option}: is encrypted (ENC ...): a '
+                "value encrypted by a FortiGate, or redacted by 'ztnagw config "
+                "show', cannot be read; give it in clear"
+                for option in ("private-key",)
+            ]
+            + [
+                'user local "bob": passwd: is encrypted (ENC ...): a value '
+                "encrypted by a FortiGate, or redacted by 'ztnagw config show', "
+                "cannot be read; give it in clear"
+            ],
+        )
+        self.assertEqual(loads(show(config)), config)
 
     def test_emptyConfiguration(self) -> None:
         """

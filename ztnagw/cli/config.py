@@ -45,12 +45,19 @@ def addCommands(subparsers: argparse._SubParsersAction) -> None:  # type: ignore
         help="print the configuration as ztnagw understands it",
         description="Print the configuration in FortiOS CLI syntax, normalized: "
         "only the options set explicitly, like FortiOS 'show', or every option "
-        "with its value, like 'show full-configuration'.",
+        "with its value, like 'show full-configuration'.  Private keys and "
+        "passwords are left out unless --secrets is given.",
     )
     show.add_argument(
         "--full",
         action="store_true",
         help="print every option, defaults included",
+    )
+    show.add_argument(
+        "--secrets",
+        action="store_true",
+        help="print private keys and passwords (by default they are written "
+        "'ENC redacted', so that the output can be shared)",
     )
     _addFile(show)
     show.set_defaults(func=lambda arguments: runCommand(_show, arguments))
@@ -156,5 +163,5 @@ def _show(arguments: argparse.Namespace) -> int:
         raise CommandFailed(
             f"configuration {path} is invalid:\n" + "\n".join(str(error) for error in e.errors)
         )
-    sys.stdout.write(show(config, full=arguments.full))
+    sys.stdout.write(show(config, full=arguments.full, redact=not arguments.secrets))
     return 0

@@ -71,11 +71,11 @@ def loads(
     )
 
 
-def show(config: Config, full: bool = False) -> str:
+def show(config: Config, full: bool = False, redact: bool = False) -> str:
     """
     The configuration in FortiOS CLI syntax; see
     L{ztnagw.config.printer.show}.
     """
     from ztnagw.config.printer import show as _show
 
-    return _show(config, full)
+    return _show(config, full, redact)

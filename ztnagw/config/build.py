@@ -62,6 +62,7 @@ from ztnagw.config.schema import (
     ReferenceList,
     Table,
     ValueProblem,
+    checkNotEncrypted,
     keyOf,
     optionsOf,
     shown,
@@ -378,10 +379,11 @@ class _Builder:
             statement = seen.get(cliName)
             value = declaration.default
             if isinstance(statement, SetStatement):
+                words = [word.text for word in statement.values]
                 try:
-                    parsed = declaration.valueType.parse(
-                        [word.text for word in statement.values], context
-                    )
+                    if declaration.secret:
+                        checkNotEncrypted(words)
+                    parsed = declaration.valueType.parse(words, context)
                 except ValueProblem as problem:
                     self.error(statement.location, f"{description}: {cliName}: {problem.message}")
                     failed.add(cliName)

@@ -265,12 +265,14 @@ class LocalCertificate(ConfigObject):
     privateKey: str | None = option(
         "private-key",
         Text(multiline=True),
+        secret=True,
         help=f"The private key, {_PEM_HELP}.  A configuration file holding "
         "one must be readable by its owner only.",
     )
     password: str | None = option(
         "password",
         Password(),
+        secret=True,
         help="Pass phrase of an encrypted private key, in clear.",
     )
     certificateFile: str | None = option(
@@ -1300,6 +1302,7 @@ class LocalUser(ConfigObject):
     passwd: str | None = option(
         "passwd",
         Password(),
+        secret=True,
         requiredWhen=Condition("type", ("password",)),
         help="The password, in clear.",
     )

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from ztnagw.config.model import Config
 from ztnagw.config.schema import (
+    ENCRYPTED,
     ConfigObject,
     Table,
     keyOf,
@@ -35,10 +36,10 @@ from ztnagw.config.tree import (
     Word,
 )
 
-__all__ = ["show", "toDocument"]
+__all__ = ["REDACTED", "show", "toDocument"]
 
 
-def show(config: Config, full: bool = False) -> str:
+def show(config: Config, full: bool = False, redact: bool = False) -> str:
     """
     The configuration in FortiOS CLI syntax.
 
@@ -48,11 +49,19 @@ def show(config: Config, full: bool = False) -> str:
         do not apply (C{subnet} of an C{fqdn} address), are never printed;
         neither are the built-in objects (address C{all}, schedule
         C{always}...) unless the configuration redefines them.
+    @param redact: write secrets (private keys, passwords) as C{ENC
+        redacted}, which no loader accepts, instead of their value: for
+        text that may be shown to others.  Redacted text does not load
+        back.
     """
-    return render(toDocument(config, full))
+    return render(toDocument(config, full, redact))
 
 
-def toDocument(config: Config, full: bool = False) -> Document:
+#: What a redacted secret is written as.
+REDACTED = (ENCRYPTED, "redacted")
+
+
+def toDocument(config: Config, full: bool = False, redact: bool = False) -> Document:
     """
     The syntax tree that L{show} renders.
     """
@@ -60,11 +69,11 @@ def toDocument(config: Config, full: bool = False) -> Document:
     for table in tablesOf(Config):
         value = getattr(config, table.attribute)
         if table.singleton:
-            statements = _options(value, full, None)
+            statements = _options(value, full, redact, None)
             if statements:
                 blocks.append(ConfigBlock(table.path, tuple(statements)))
         else:
-            block = _table(table, value, full, None)
+            block = _table(table, value, full, redact, None)
             if block is not None:
                 blocks.append(block)
     return Document(tuple(blocks), source=config.source or "<string>")
@@ -74,6 +83,7 @@ def _table(
     table: Table,
     entries: "dict[object, ConfigObject]",
     full: bool,
+    redact: bool,
     parentValues: dict[str, object] | None,
 ) -> ConfigBlock | None:
     key = keyOf(table.objectClass)
@@ -82,10 +92,10 @@ def _table(
     for keyValue, obj in entries.items():
         if obj.builtin:
             continue
-        statements: list[Statement] = list(_options(obj, full, parentValues))
+        statements: list[Statement] = list(_options(obj, full, redact, parentValues))
         values = valuesOf(obj)
         for nested in tablesOf(type(obj)):
-            block = _table(nested, getattr(obj, nested.attribute), full, values)
+            block = _table(nested, getattr(obj, nested.attribute), full, redact, values)
             if block is not None:
                 statements.append(block)
         edits.append(EditBlock(key.render(keyValue), tuple(statements)))
@@ -95,7 +105,10 @@ def _table(
 
 
 def _options(
-    obj: ConfigObject, full: bool, parentValues: dict[str, object] | None
+    obj: ConfigObject,
+    full: bool,
+    redact: bool,
+    parentValues: dict[str, object] | None,
 ) -> list[SetStatement]:
     statements = []
     values = valuesOf(obj)
@@ -114,6 +127,8 @@ def _options(
         if not words:
             continue
         quoted = declaration.valueType.quoted
+        if redact and declaration.secret:
+            words, quoted = REDACTED, False
         statements.append(
             SetStatement(declaration.cliName, tuple(Word(w, quoted) for w in words))
         )

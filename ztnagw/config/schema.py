@@ -350,6 +350,24 @@ class Text:
         return "text"
 
 
+#: The first word of an encrypted (or redacted) secret.
+ENCRYPTED = "ENC"
+
+
+def checkNotEncrypted(words: Sequence[str]) -> None:
+    """
+    Refuse a secret written in FortiOS's encrypted form, C{ENC <data>}
+    (or redacted by C{ztnagw config show}).
+
+    @raise ValueProblem: it is.
+    """
+    if len(words) == 2 and words[0] == ENCRYPTED:
+        raise ValueProblem(
+            "is encrypted (ENC ...): a value encrypted by a FortiGate, or "
+            "redacted by 'ztnagw config show', cannot be read; give it in clear"
+        )
+
+
 @frozen
 class Password:
     """
@@ -361,11 +379,7 @@ class Password:
     pythonType: ClassVar[str] = "str"
 
     def parse(self, words: Sequence[str], context: Context) -> str | None:
-        if len(words) == 2 and words[0] == "ENC":
-            raise ValueProblem(
-                "is FortiOS-encrypted (ENC ...), which only a FortiGate can "
-                "decrypt; give the password in clear"
-            )
+        checkNotEncrypted(words)
         word = _one(words)
         if word == "":
             return None
@@ -951,6 +965,9 @@ class Option:
     @ivar missingHint: what the error for a missing required value adds.
     @ivar refused: when set, giving the option a value is an error with this
         message (FortiOS options ztnagw parses but does not implement yet).
+    @ivar secret: the value is a private key or password: C{show} can
+        leave it out, and FortiOS's encrypted form (C{ENC ...}) is refused
+        with an explanation.
     @ivar attribute: the Python attribute, filled in by L{optionsOf}.
     """
 
@@ -965,6 +982,7 @@ class Option:
     defaultHelp: str | None = None
     missingHint: str | None = None
     refused: str | None = None
+    secret: bool = False
     attribute: str = ""
 
     def renderDefault(self) -> str | None:
@@ -1059,6 +1077,7 @@ def option(
     defaultHelp: str | None = None,
     missingHint: str | None = None,
     refused: str | None = None,
+    secret: bool = False,
 ) -> Any:
     """
     Declare an attrs field that is a CLI option (see L{Option}).
@@ -1075,6 +1094,7 @@ def option(
         defaultHelp=defaultHelp,
         missingHint=missingHint,
         refused=refused,
+        secret=secret,
     )
     return field(default=default, metadata={_SCHEMA: declaration})
 
