@@ -246,11 +246,16 @@ class _Capture:
     cipher: str = ""
     verdict: DeviceVerdict | None = None
     verifyCallback: Callable[..., bool] | None = None
+    tlsProtocol: weakref.ref[object] | None = None
 
 
-# The application finds a connection's capture from its TLS transport.  Weak
-# keys: the record dies with the connection.
+# The application finds a connection's capture from its TLS transport, the
+# SNI callback from the OpenSSL connection.  Weak keys: the record dies with
+# the connection.
 _captures: weakref.WeakKeyDictionary[object, _Capture] = weakref.WeakKeyDictionary()
+_capturesByConnection: weakref.WeakKeyDictionary[SSL.Connection, _Capture] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def handshakeFacts(transport: object) -> HandshakeFacts:
@@ -417,16 +422,17 @@ class DeviceCertificateVerifier:
                 capture.tlsVersion = connection.get_protocol_version_name()
                 capture.cipher = connection.get_cipher_name() or ""
                 capture.verdict = self.judge(capture.presented)
-                _logVerdict(capture, capture.verdict, connection)
+                _logVerdict(capture, capture.verdict)
             except Exception:
                 log.failure("while logging the device verdict of a TLS handshake")
 
         return infoCallback
 
 
-def _peerOf(connection: SSL.Connection) -> str:
+def _peerOf(capture: _Capture) -> str:
     try:
-        address = connection.get_app_data().transport.getPeer()
+        tlsProtocol = capture.tlsProtocol() if capture.tlsProtocol else None
+        address = tlsProtocol.transport.getPeer()  # type: ignore[union-attr]
     except Exception:
         return "?"
     host = getattr(address, "host", None)
@@ -435,9 +441,7 @@ def _peerOf(connection: SSL.Connection) -> str:
     return f"{host}:{getattr(address, 'port', '?')}"
 
 
-def _logVerdict(
-    capture: _Capture, verdict: DeviceVerdict, connection: SSL.Connection
-) -> None:
+def _logVerdict(capture: _Capture, verdict: DeviceVerdict) -> None:
     presented = capture.presented
     quiet = verdict.kind is VerdictKind.VALID or (
         verdict.kind is VerdictKind.NO_CERTIFICATE
@@ -448,7 +452,7 @@ def _logVerdict(
         "TLS handshake from {peer} (SNI {serverName}, {tlsVersion}): device "
         "{verdict}: {reason}; certificate subject {subject!r} serial "
         "{certSerial} sha256 {fingerprint}",
-        peer=_peerOf(connection),
+        peer=_peerOf(capture),
         serverName=capture.serverName or "-",
         tlsVersion=capture.tlsVersion,
         verdict=verdict.kind.value,
@@ -572,7 +576,7 @@ class ServerConnectionCreator:
 
     def _serverNameCallback(self, connection: SSL.Connection) -> None:
         try:
-            capture = _captures.get(connection.get_app_data())
+            capture = _capturesByConnection.get(connection)
             raw = connection.get_servername()
             if raw is None or capture is None:
                 return
@@ -611,5 +615,7 @@ class ServerConnectionCreator:
             _verifyMode(self._defaultClientCertificate), capture.verifyCallback
         )
         connection.set_info_callback(self._verifier._infoCallback(capture))
+        capture.tlsProtocol = weakref.ref(tlsProtocol)
         _captures[tlsProtocol] = capture
+        _capturesByConnection[connection] = capture
         return connection
