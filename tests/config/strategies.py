@@ -514,7 +514,7 @@ def configurations(draw: Callable[[st.SearchStrategy[Any]], Any], pem: list[tupl
             blocks.append(_block(("firewall", "access-proxy"), edits, lines))
 
     allAddresses = plainAddresses + fqdnAddresses + groups
-    tagPool = [EmsTag(i, t) for i in emsIds for t in ("all_registered_clients", "Domain-Users", "a/b")]
+    tagPool = [EmsTag(i, t) for i in emsIds for t in ("all_registered_clients", "Domain-Users", "a/b", "Low Risk")]
     for path, cls in ((("firewall", "policy"), model.FirewallPolicy), (("firewall", "proxy-policy"), model.ProxyPolicy)):
         if cls is model.ProxyPolicy and not proxies:
             continue

@@ -277,8 +277,8 @@ class ValueTests(SynchronousTestCase):
             """,
         )
         addresses = config.addresses
-        self.assertEqual(addresses["a"], addresses["b"].__class__(name="a", subnet=ipaddress.IPv4Network("10.0.0.0/16")))
-        self.assertEqual(addresses["a"].subnet, addresses["b"].subnet)
+        self.assertEqual(addresses["a"].subnet, ipaddress.IPv4Network("10.0.0.0/16"))
+        self.assertEqual(addresses["b"].subnet, addresses["a"].subnet)
         self.assertEqual(
             (addresses["c"].startIp, addresses["c"].endIp),
             (ipaddress.IPv4Address("10.0.0.5"), ipaddress.IPv4Address("10.0.0.9")),

@@ -212,9 +212,15 @@ class FileTests(SynchronousTestCase):
         os.makedirs(self.stateDir)
 
     def load(self, text: str):  # type: ignore[no-untyped-def]
+        """
+        Load C{text} with this test's state directory.
+        """
         return loads(joined(f'config system global\n    set state-dir "{self.stateDir}"\nend', text), "test.conf")
 
     def failures(self, text: str) -> list[str]:
+        """
+        The messages C{text} is rejected with.
+        """
         rejected = self.assertRaises(ConfigurationRejected, self.load, text)
         return [e.message for e in rejected.errors]
 

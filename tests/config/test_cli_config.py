@@ -36,10 +36,16 @@ class CommandTests(SynchronousTestCase):
         self.parser = parser
 
     def command(self, *argv: str) -> int:
+        """
+        Run C{ztnagw <argv>} and return its exit status.
+        """
         arguments = self.parser.parse_args(argv)
         return arguments.func(arguments)
 
     def write(self, text: str) -> str:
+        """
+        Write a configuration file; return its path.
+        """
         directory = os.path.abspath(self.mktemp())
         os.makedirs(directory)
         path = os.path.join(directory, "gw.conf")

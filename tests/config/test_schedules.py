@@ -18,10 +18,16 @@ MONDAY = datetime.date(2025, 6, 2)
 
 
 def at(day: datetime.date, hour: int, minute: int = 0) -> datetime.datetime:
+    """
+    A naive local time on C{day}.
+    """
     return datetime.datetime.combine(day, datetime.time(hour, minute))
 
 
 def recurring(start: tuple[int, int], end: tuple[int, int], *days: str) -> RecurringSchedule:
+    """
+    A recurring schedule from C{start} to C{end} (hour, minute) on C{days}.
+    """
     return RecurringSchedule(
         name="r", start=datetime.time(*start), end=datetime.time(*end), day=tuple(days)
     )

@@ -13,6 +13,7 @@ import attrs
 from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface.verify import verifyObject
 
 from ztnagw.config import model
 from ztnagw.config.model import Config
@@ -29,6 +30,7 @@ from ztnagw.config.schema import (
     Flag,
     FrozenMap,
     HostName,
+    IValueType,
     Integer,
     InterfaceAddress,
     IPv4,
@@ -291,6 +293,13 @@ class DeclarationTests(SynchronousTestCase):
     The declarations of the model are consistent.
     """
 
+    def test_valueTypes(self) -> None:
+        """
+        Every value type provides L{IValueType}.
+        """
+        for valueType in _TYPES:
+            self.assertTrue(verifyObject(IValueType, valueType), valueType)
+
     def test_camelCase(self) -> None:
         """
         Every option's attribute is the camelCase of its CLI name.
@@ -396,6 +405,9 @@ class FrozenMapTests(SynchronousTestCase):
         table = FrozenMap({1: "a"})
 
         def assign() -> None:
+            """
+            Try to change the map.
+            """
             table[1] = "b"  # type: ignore[index]
 
         self.assertRaises(TypeError, assign)

@@ -143,14 +143,25 @@ class _Builder:
         self.found: list[_Found] = []
 
     def error(self, location: Location | None, message: str) -> None:
+        """
+        Record a problem that rejects the configuration.
+        """
         self.errors.append(ConfigError(location, message))
 
     def warning(self, location: Location | None, message: str) -> None:
+        """
+        Record something accepted but worth saying.
+        """
         self.warnings.append(ConfigError(location, message))
 
     # ------------------------------------------------------------ structure
 
     def build(self) -> Config:
+        """
+        Build and check the whole configuration.
+
+        @raise ConfigurationRejected: with every problem found.
+        """
         topLevel = {t.path: t for t in tablesOf(Config)}
         blocks: dict[tuple[str, ...], list[ConfigBlock]] = {}
         for block in self.document.blocks:
@@ -508,6 +519,9 @@ class _Checker:
         self.warning = builder.warning
 
     def check(self) -> None:
+        """
+        Check every rule, recording each problem with the builder.
+        """
         for found in self.builder.found:
             self._references(found)
         self._addressRules()

@@ -29,6 +29,7 @@ from typing import Any, Callable, ClassVar, Iterator, Mapping, Sequence, TypeVar
 
 import attrs
 from attrs import field, frozen
+from zope.interface import Attribute, Interface, implementer
 
 from ztnagw.config.tree import Location, Word
 
@@ -40,6 +41,7 @@ __all__ = [
     "Context",
     "EmsTag",
     "FrozenMap",
+    "IValueType",
     "Key",
     "Option",
     "PortRange",
@@ -206,6 +208,43 @@ def _plainText(text: str, what: str = "value") -> str:
 # ---------------------------------------------------------------- value types
 
 
+class IValueType(Interface):
+    """
+    How the words of a C{set} statement become an option's Python value,
+    and back.  Every option declares one; a new kind of value is a new
+    provider of this interface.
+    """
+
+    quoted = Attribute(
+        "Whether C{show} writes the value in quotes (names and text, as "
+        "FortiOS does) or bare (keywords, numbers, addresses)."
+    )
+    pythonType = Attribute("The Python type of the values, for the documentation.")
+
+    def parse(words: Sequence[str], context: Context) -> object:
+        """
+        The value the words of C{set <option> <words>...} stand for.
+
+        @param context: what relative paths are resolved against.
+        @return: the value; C{None} (or an empty tuple) for an empty word,
+            which means "no value" as in FortiOS.
+        @raise ValueProblem: the words are not a value of this type; the
+            message says what is allowed.
+        """
+
+    def render(value: object) -> tuple[str, ...]:
+        """
+        The words that L{parse} reads back as C{value}.
+        """
+
+    def describe() -> str:
+        """
+        What values are allowed, in words, for messages and the
+        documentation (C{"an integer from 1 to 65535"}).
+        """
+
+
+@implementer(IValueType)
 @frozen
 class Flag:
     """
@@ -230,6 +269,7 @@ class Flag:
         return "enable or disable"
 
 
+@implementer(IValueType)
 @frozen
 class Choice:
     """
@@ -264,6 +304,7 @@ class Choice:
         return _listing(self.choices)
 
 
+@implementer(IValueType)
 @frozen
 class Integer:
     """
@@ -297,6 +338,7 @@ class Integer:
         return f"an integer from {self.minimum} to {self.maximum}"
 
 
+@implementer(IValueType)
 @frozen
 class Text:
     """
@@ -368,6 +410,7 @@ def checkNotEncrypted(words: Sequence[str]) -> None:
         )
 
 
+@implementer(IValueType)
 @frozen
 class Password:
     """
@@ -406,6 +449,7 @@ def _checkName(word: str, noun: str) -> str:
     return word
 
 
+@implementer(IValueType)
 @frozen
 class Reference:
     """
@@ -444,6 +488,7 @@ class Reference:
         return () if value is None else (value,)
 
 
+@implementer(IValueType)
 @frozen
 class ReferenceList:
     """
@@ -490,6 +535,7 @@ def _noRepeats(values: Sequence[object]) -> None:
         seen.add(value)
 
 
+@implementer(IValueType)
 @frozen
 class IPv4:
     """
@@ -554,6 +600,7 @@ def _addressAndPrefix(words: Sequence[str]) -> tuple[ipaddress.IPv4Address, int]
     raise ValueProblem(f"/{_shownWord(mask)} is not a prefix length (0-32) or netmask")
 
 
+@implementer(IValueType)
 @frozen
 class Subnet:
     """
@@ -582,6 +629,7 @@ class Subnet:
         return "an IPv4 network (a.b.c.d m.m.m.m or a.b.c.d/n)"
 
 
+@implementer(IValueType)
 @frozen
 class InterfaceAddress:
     """
@@ -612,6 +660,7 @@ def _time(text: str) -> datetime.time:
     return datetime.time(int(match.group(1)), int(match.group(2)))
 
 
+@implementer(IValueType)
 @frozen
 class TimeOfDay:
     """
@@ -631,6 +680,7 @@ class TimeOfDay:
         return "a time of day (hh:mm)"
 
 
+@implementer(IValueType)
 @frozen
 class DateTime:
     """
@@ -670,6 +720,7 @@ class DateTime:
 DAYS = ("sunday", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday")
 
 
+@implementer(IValueType)
 @frozen
 class Days:
     """
@@ -699,6 +750,7 @@ class Days:
         return "days among " + " ".join(DAYS) + ", or none"
 
 
+@implementer(IValueType)
 @frozen
 class Uuid:
     """
@@ -744,6 +796,7 @@ class PortRange:
         return str(self.low) if self.low == self.high else f"{self.low}-{self.high}"
 
 
+@implementer(IValueType)
 @frozen
 class PortRanges:
     """
@@ -799,6 +852,11 @@ class EmsTag:
         return f"EMS{self.emsId}_ZTNA_{self.tag}"
 
 
+_VISIBLE = r"[^\s\x00-\x1f\x7f]"
+_TAG = re.compile(rf"EMS([1-7])_ZTNA_({_VISIBLE}(?:[^\x00-\x1f\x7f]{{0,62}}{_VISIBLE})?)")
+
+
+@implementer(IValueType)
 @frozen
 class EmsTags:
     """
@@ -814,7 +872,9 @@ class EmsTags:
             return ()
         tags = []
         for word in words:
-            match = re.fullmatch(r"EMS([1-7])_ZTNA_([^\s\x00-\x1f\x7f]{1,64})", word)
+            # EMS tag names may hold blanks; only control characters and
+            # surrounding blanks are refused.
+            match = _TAG.fullmatch(word)
             if match is None:
                 raise ValueProblem(
                     f"{shown(word)} is not a ZTNA tag name; write "
@@ -831,6 +891,7 @@ class EmsTags:
         return "one or more tag names EMS<id>_ZTNA_<tag>"
 
 
+@implementer(IValueType)
 @frozen
 class FilePath:
     """
@@ -869,6 +930,7 @@ _LABEL = r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)"
 HOSTNAME = rf"{_LABEL}(?:\.{_LABEL})*\.?"
 
 
+@implementer(IValueType)
 @frozen
 class HostName:
     """
@@ -1137,6 +1199,9 @@ def table(
     made = builtins
 
     def withBuiltins(entries: Mapping[Any, Any] = FrozenMap()) -> FrozenMap[Any, Any]:
+        """
+        C{entries} after the built-in entries they do not redefine.
+        """
         merged = {k: v for k, v in made().items() if k not in entries}
         merged.update(entries)
         return FrozenMap(merged)
