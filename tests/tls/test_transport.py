@@ -14,6 +14,7 @@ from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.interfaces import IHalfCloseableProtocol, IHandshakeListener
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface import implementer
@@ -363,8 +364,8 @@ class SwitchingClient(Protocol):
         """
         self.transport.write(UPGRADE)
         if self.optimistic:
-            # Straight to TCP, behind the TLS record carrying the request.
-            self.transport.transport.write(EARLY)
+            # Unencrypted, behind the TLS record carrying the request.
+            self.transport.writeRaw(EARLY)
 
     def dataReceived(self, data: bytes) -> None:
         """
@@ -567,7 +568,7 @@ class EndingClient(SwitchingClient):
         Request, raw bytes, FIN.
         """
         self.transport.write(UPGRADE)
-        self.transport.transport.write(b"last words")
+        self.transport.writeRaw(b"last words")
         self.transport.transport.loseWriteConnection()
 
 
@@ -652,6 +653,35 @@ class MemoryTransportTests(SynchronousTestCase):
         pair.server.lost.trap(ConnectionDone)
         pair.client.lost.trap(ConnectionDone)
         self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_smallWritesBeforeClose(self) -> None:
+        """
+        Small writes still waiting for the end of the reactor turn go out
+        before a half-close and before a close.
+        """
+        pair = self.pair(Clock())
+        pair.clientTLS.write(b"request")
+        pair.clientTLS.loseWriteConnection()
+        pair.serverTLS.write(b"response")
+        pair.serverTLS.loseConnection()
+        pair.pump.flush()
+        self.assertEqual(pair.server.received, b"request")
+        self.assertEqual(pair.client.received, b"response")
+        pair.client.lost.trap(ConnectionDone)
+
+    def test_writeRawBeforeHandshake(self) -> None:
+        """
+        Raw bytes cannot be sent behind TLS data that is still waiting for
+        the handshake.
+        """
+        creator = deviceClientCreator(
+            "gateway.test", [SERVER_CA.certificate], DEVICE.certificate, DEVICE.key  # type: ignore[arg-type]
+        )
+        factory = TLSFactory(creator, True, Factory.forProtocol(Recorder), Clock())
+        tls = factory.buildProtocol(None)
+        tls.makeConnection(StringTransport())
+        tls.write(b"request")
+        self.assertRaises(TLSDropRefused, tls.writeRaw, b"raw")
 
     def test_dropNeedsFreeze(self) -> None:
         """
