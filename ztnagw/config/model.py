@@ -58,6 +58,13 @@ from ztnagw.config.schema import (
     table,
 )
 from ztnagw.config.tree import ConfigError
+from ztnagw.ems.conditions import (
+    FACT_NAME_PATTERN,
+    OS_FAMILIES,
+    TEXT_OPERATORS,
+    VERSION_OPERATORS,
+    VERSION_PATTERN,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from cryptography import x509
@@ -86,6 +93,8 @@ __all__ = [
     "RealServer",
     "RecurringSchedule",
     "SystemGlobal",
+    "TaggingCondition",
+    "TaggingRule",
     "UserGroup",
     "Vip",
     "VirtualHost",
@@ -1195,6 +1204,176 @@ def _checkRegistry(url: str) -> None:
         raise ValueProblem(str(e))
 
 
+def _checkTagName(text: str) -> None:
+    from ztnagw.registry.validation import tagNameProblem
+
+    problem = tagNameProblem(text)
+    if problem is not None:
+        raise ValueProblem(problem)
+
+
+_CONDITION_TYPES = (
+    "os",
+    "os-version",
+    "client-version",
+    "user",
+    "host-name",
+    "on-net",
+    "fact",
+)
+_VERSION_TYPES = Condition("type", ("os-version", "client-version"))
+_PATTERN_TYPES = Condition("type", ("user", "host-name"))
+_FACT_TYPE = Condition("type", ("fact",))
+_FACT_TEXT = Condition("fact-operator", TEXT_OPERATORS)
+_FACT_VERSION = Condition(
+    "fact-operator", tuple(o for o in VERSION_OPERATORS if o not in TEXT_OPERATORS)
+)
+_VERSION_HELP = "dot-separated numbers, such as 10.0.19045"
+
+
+@frozen(kw_only=True)
+class TaggingCondition(ConfigObject):
+    """
+    C{config rules} of a tagging rule: one condition on the facts a device
+    reported.  C{type} says which fact, the options for that type how it is
+    compared.  See L{ztnagw.ems.tagging}.
+    """
+
+    id: int = idKey()
+    type: str | None = option(
+        "type",
+        Choice(_CONDITION_TYPES),
+        required=True,
+        origin=EXTENSION,
+        help="What the condition reads: os (family), os-version, "
+        "client-version, user, host-name, on-net, or a posture fact.",
+    )
+    os: str | None = option(
+        "os",
+        Choice(OS_FAMILIES),
+        when=Condition("type", ("os",)),
+        requiredWhen=Condition("type", ("os",)),
+        origin=EXTENSION,
+        help="The operating system family (type os).",
+    )
+    versionOperator: str = option(
+        "version-operator",
+        Choice(tuple(VERSION_OPERATORS)),
+        default="ge",
+        when=_VERSION_TYPES,
+        origin=EXTENSION,
+        help="How the reported version compares with version (type "
+        "os-version or client-version).",
+    )
+    version: str | None = option(
+        "version",
+        Text(pattern=VERSION_PATTERN, patternHelp=_VERSION_HELP),
+        when=_VERSION_TYPES,
+        requiredWhen=_VERSION_TYPES,
+        origin=EXTENSION,
+        help="The version compared with (type os-version or client-version).",
+    )
+    pattern: str | None = option(
+        "pattern",
+        Text(maxLength=255),
+        when=_PATTERN_TYPES,
+        requiredWhen=_PATTERN_TYPES,
+        origin=EXTENSION,
+        help="Shell-style pattern (*, ?, [...]) the user (case-sensitive) or "
+        "host name (ignoring case) must match; without them, the exact name.",
+    )
+    onNet: bool | None = option(
+        "on-net",
+        Flag(),
+        when=Condition("type", ("on-net",)),
+        requiredWhen=Condition("type", ("on-net",)),
+        origin=EXTENSION,
+        help="enable: the device is on-net (its last report came from an "
+        "on-net-address); disable: it is off-net (type on-net).",
+    )
+    fact: str | None = option(
+        "fact",
+        Text(pattern=FACT_NAME_PATTERN, patternHelp="a fact name (letters, digits, _ . -)"),
+        when=_FACT_TYPE,
+        requiredWhen=_FACT_TYPE,
+        origin=EXTENSION,
+        help="The posture fact's name (type fact).",
+    )
+    factOperator: str = option(
+        "fact-operator",
+        Choice(("exists", "absent") + TEXT_OPERATORS + _FACT_VERSION.values),
+        default="exists",
+        when=_FACT_TYPE,
+        origin=EXTENSION,
+        help="exists or absent: whether the device reported the fact; eq, ne, "
+        "glob: its value as text (fact-value); lt, le, gt, ge: as a version "
+        "or number (fact-version).",
+    )
+    factValue: str | None = option(
+        "fact-value",
+        Text(maxLength=255),
+        when=_FACT_TEXT,
+        requiredWhen=_FACT_TEXT,
+        origin=EXTENSION,
+        help="The text or pattern compared with (fact-operator eq, ne, glob).",
+    )
+    factVersion: str | None = option(
+        "fact-version",
+        Text(pattern=VERSION_PATTERN, patternHelp=_VERSION_HELP),
+        when=_FACT_VERSION,
+        requiredWhen=_FACT_VERSION,
+        origin=EXTENSION,
+        help="The version or number compared with (fact-operator lt, le, gt, "
+        "ge).",
+    )
+    negate: bool = option(
+        "negate",
+        Flag(),
+        default=False,
+        origin=EXTENSION,
+        help="Hold when the comparison does not (a missing or malformed fact "
+        "then makes the condition hold).",
+    )
+
+
+@frozen(kw_only=True)
+class TaggingRule(ConfigObject):
+    """
+    C{config tagging-rule} of an EMS: a posture tag that devices get while
+    their reported facts meet the rule's conditions (our extension of EMS's
+    Zero Trust tagging rules).  Rule tags are derived on every decision,
+    never stored.  See L{ztnagw.ems.tagging}.
+    """
+
+    name: str = nameKey()
+    status: bool = option(
+        "status",
+        Flag(),
+        default=True,
+        origin=EXTENSION,
+        help="A disabled rule tags no device.",
+    )
+    tag: str | None = option(
+        "tag",
+        Text(check=_checkTagName, patternHelp="a tag name"),
+        required=True,
+        origin=EXTENSION,
+        help="The tag set; policies name it EMS<id>_ZTNA_<tag>.",
+    )
+    matchLogic: str = option(
+        "match-logic",
+        Choice(("and", "or")),
+        default="and",
+        origin=EXTENSION,
+        help="and: every condition must hold; or: any one.  A rule without "
+        "conditions tags no device.",
+    )
+    comments: str | None = option(
+        "comments", Text(maxLength=255), origin=EXTENSION, help="Free text."
+    )
+    conditions: FrozenMap[int, TaggingCondition] = table("rules", TaggingCondition)
+
+
 @frozen(kw_only=True)
 class EmsConnector(ConfigObject):
     """
@@ -1274,6 +1453,16 @@ class EmsConnector(ConfigObject):
         "key; none set: the CA that 'ztnagw ems init' keeps in the state "
         "directory.",
     )
+    onNetAddress: tuple[str, ...] = option(
+        "on-net-address",
+        ReferenceList(_ADDRESSES, _ADDRESS_NOUN),
+        default=(),
+        origin=EXTENSION,
+        help="Addresses a device's telemetry comes from when it is on-net "
+        "(On-net status, tagging rules' on-net; FQDN addresses are not used); "
+        "none: every device is off-net.",
+    )
+    taggingRules: FrozenMap[str, TaggingRule] = table("tagging-rule", TaggingRule)
 
 
 # -------------------------------------------------------------------- users
