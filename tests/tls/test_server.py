@@ -12,7 +12,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from OpenSSL import SSL
 from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
-from twisted.internet.protocol import Protocol
+from twisted.internet.protocol import Factory, Protocol
+from twisted.protocols.tls import TLSMemoryBIOFactory
+from twisted.test import iosim
+from twisted.web.resource import Resource
+from twisted.web.server import Request, Site
 from twisted.logger import LogLevel, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
@@ -26,6 +30,7 @@ from tests.tls.loopback import (
     GATEWAY,
     SERVER_CA,
     ProbeClient,
+    Recorder,
     deviceRecord,
     flipSignature,
     memoryPair,
@@ -384,6 +389,49 @@ class AccessorTests(SynchronousTestCase):
         """
         creator = ServerConnectionCreator(serverCertificate(GATEWAY), verifier())
         self.assertTrue(verifyObject(IOpenSSLServerConnectionCreator, creator))
+
+
+class _WhoAmI(Resource):
+    """
+    Answers with the UID of the device certificate, read the way a
+    twisted.web resource reads it.
+    """
+
+    isLeaf = True
+
+    def render_GET(self, request: Request) -> bytes:
+        presented = presentedCertificate(request.channel.transport)
+        sameThroughRequest = presentedCertificate(request.transport)
+        assert presented == sameThroughRequest
+        return (presented.uid if presented else "none").encode("ascii")  # type: ignore
+
+
+class TwistedWebTests(SynchronousTestCase):
+    """
+    The accessor works from a twisted.web resource.
+    """
+
+    def test_requestTransport(self) -> None:
+        """
+        C{request.channel.transport} and C{request.transport} lead to the
+        handshake facts.
+        """
+        creator = ServerConnectionCreator(serverCertificate(GATEWAY), verifier())
+        clock = nowClock()
+        serverFactory = TLSMemoryBIOFactory(creator, False, Site(_WhoAmI()), clock)
+        clientFactory = TLSMemoryBIOFactory(
+            ProbeClient(DEVICE), True, Factory.forProtocol(Recorder), clock
+        )
+        clientTLS, _, pump = iosim.connectedServerAndClient(
+            lambda: serverFactory.buildProtocol(None),
+            lambda: clientFactory.buildProtocol(None),
+            clock=clock,
+        )
+        clientTLS.write(b"GET / HTTP/1.1\r\nHost: gateway.test\r\n\r\n")
+        pump.flush()
+        response = clientTLS.wrappedProtocol.received
+        self.assertTrue(response.startswith(b"HTTP/1.1 200"), response)
+        self.assertTrue(response.endswith(pki.DEVICE_UID.encode("ascii")), response)
 
 
 WWW = pki.makeServer(SERVER_CA, names=("www.example.com",), ipAddresses=())
