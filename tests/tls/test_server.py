@@ -418,7 +418,8 @@ class TwistedWebTests(SynchronousTestCase):
         """
         creator = ServerConnectionCreator(serverCertificate(GATEWAY), verifier())
         clock = nowClock()
-        serverFactory = TLSMemoryBIOFactory(creator, False, Site(_WhoAmI()), clock)
+        site = Site(_WhoAmI(), reactor=clock)
+        serverFactory = TLSMemoryBIOFactory(creator, False, site, clock)
         clientFactory = TLSMemoryBIOFactory(
             ProbeClient(DEVICE), True, Factory.forProtocol(Recorder), clock
         )
