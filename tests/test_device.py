@@ -452,7 +452,9 @@ class JudgeDeviceTests(SynchronousTestCase):
         v = self.judge(goodRecord(lastSeen=None))
         self.assertVerdict(v, VerdictKind.OFFLINE, errors.DEVICE_OFFLINE)
         self.assertIn("never", v.reason)
-        self.assertTrue(self.judge(goodRecord(lastSeen=None, staticPresence=True)).valid)
+        self.assertTrue(
+            self.judge(goodRecord(lastSeen=None, staticPresence=True)).valid
+        )
 
     def test_order(self) -> None:
         """
@@ -604,4 +606,3 @@ class JudgeDevicePropertyTests(SynchronousTestCase):
         index = FakeIndex([record])
         judgeDevice(p, {EMS_ID: index}, {EMS_ID: Ems()}, NOW)
         self.assertEqual(index.lookups, [])
-

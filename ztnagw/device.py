@@ -291,7 +291,11 @@ def judgeDevice(
         return _verdict(
             VerdictKind.NO_CERTIFICATE, "no client certificate was presented", None
         )
-    if presented.problem is not None or presented.uid is None or presented.emsId is None:
+    if (
+        presented.problem is not None
+        or presented.uid is None
+        or presented.emsId is None
+    ):
         return _verdict(
             VerdictKind.INVALID, presented.problem or NOT_EMS_ISSUED, presented
         )

@@ -23,11 +23,7 @@ from zope.interface import implementer
 from tests.support import pki
 from tests.test_device import NOW, Ems, FakeIndex
 from ztnagw.registry.record import EndpointRecord, canonicalSerial
-from ztnagw.tls.server import (
-    DeviceCertificateVerifier,
-    ServerCertificate,
-    ServerConnectionCreator,
-)
+from ztnagw.tls.server import DeviceCertificateVerifier, ServerCertificate
 
 EMS_CA = pki.makeCA("ztnagw test EMS 1 CA", keySlot=20)
 EMS2_CA = pki.makeCA("ztnagw test EMS 2 CA", keySlot=21)

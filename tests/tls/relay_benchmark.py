@@ -199,13 +199,23 @@ def smallWrites(turns: int = 20000) -> None:
         for aggregate in (False, True):
             clock = Clock()
             creator = ServerConnectionCreator(
-                serverCertificate(GATEWAY), verifier(clock=clock), clientCertificate=False
+                serverCertificate(GATEWAY),
+                verifier(clock=clock),
+                clientCertificate=False,
             )
-            pinned = pinnedClientCreator("gateway.test", spkiFingerprint(GATEWAY.certificate))
+            pinned = pinnedClientCreator(
+                "gateway.test", spkiFingerprint(GATEWAY.certificate)
+            )
             serverFactory = TLSFactory(
-                creator, False, Factory.forProtocol(Recorder), clock, aggregateWrites=aggregate
+                creator,
+                False,
+                Factory.forProtocol(Recorder),
+                clock,
+                aggregateWrites=aggregate,
             )
-            clientFactory = TLSFactory(pinned, True, Factory.forProtocol(Recorder), clock)
+            clientFactory = TLSFactory(
+                pinned, True, Factory.forProtocol(Recorder), clock
+            )
             _, server, pump = iosim.connectedServerAndClient(
                 lambda: serverFactory.buildProtocol(None),
                 lambda: clientFactory.buildProtocol(None),

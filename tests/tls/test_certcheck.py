@@ -129,9 +129,7 @@ class CertificateProblemTests(SynchronousTestCase):
         )
 
     @given(
-        st.lists(
-            st.tuples(st.integers(0, 2), st.sampled_from(_ALL_CODES)), max_size=4
-        ),
+        st.lists(st.tuples(st.integers(0, 2), st.sampled_from(_ALL_CODES)), max_size=4),
         st.integers(0, 3),
         st.booleans(),
     )

@@ -54,7 +54,9 @@ class ConnectMixin:
     """
 
     def connect(
-        self, client: IOpenSSLClientConnectionCreator, server: ServerConnectionCreator | None = None
+        self,
+        client: IOpenSSLClientConnectionCreator,
+        server: ServerConnectionCreator | None = None,
     ) -> tuple[object, object]:
         """
         Handshake and exchange a few bytes.
@@ -69,7 +71,12 @@ class ConnectMixin:
             self.assertEqual(pair.server.received, b"hello")
         return pair.client.lost, pair.serverTLS
 
-    def assertRejected(self, client: IOpenSSLClientConnectionCreator, server: ServerConnectionCreator | None = None, reason: str = "") -> None:
+    def assertRejected(
+        self,
+        client: IOpenSSLClientConnectionCreator,
+        server: ServerConnectionCreator | None = None,
+        reason: str = "",
+    ) -> None:
         """
         The client refuses the server's certificate, saying C{reason}.
         """
@@ -84,7 +91,9 @@ class DeviceClientTests(ConnectMixin, SynchronousTestCase):
     Tests for L{deviceClientCreator}.
     """
 
-    def device(self, name: str = "gateway.test", cas: tuple = (SERVER_CA,)) -> IOpenSSLClientConnectionCreator:
+    def device(
+        self, name: str = "gateway.test", cas: tuple = (SERVER_CA,)
+    ) -> IOpenSSLClientConnectionCreator:
         """
         A device client for C{name} trusting C{cas}.
         """
@@ -121,14 +130,18 @@ class DeviceClientTests(ConnectMixin, SynchronousTestCase):
         """
         A gateway certificate for another name is refused, with the name.
         """
-        self.assertRejected(self.device("other.test"), reason="not valid for other.test")
+        self.assertRejected(
+            self.device("other.test"), reason="not valid for other.test"
+        )
 
     def test_untrusted(self) -> None:
         """
         A gateway certificate from a CA the profile does not trust is
         refused.
         """
-        self.assertRejected(self.device(cas=(EMS_CA,)), reason="not issued by a trusted CA")
+        self.assertRejected(
+            self.device(cas=(EMS_CA,)), reason="not issued by a trusted CA"
+        )
 
     def test_expiredGateway(self) -> None:
         """
@@ -136,7 +149,10 @@ class DeviceClientTests(ConnectMixin, SynchronousTestCase):
         """
         now = datetime.datetime.now(datetime.timezone.utc)
         expired = pki.makeServer(
-            SERVER_CA, names=("gateway.test",), notBefore=now - 3 * _DAY, notAfter=now - _DAY
+            SERVER_CA,
+            names=("gateway.test",),
+            notBefore=now - 3 * _DAY,
+            notAfter=now - _DAY,
         )
         self.assertRejected(self.device(), gateway(expired), reason="expired")
 
@@ -198,11 +214,17 @@ class PinnedClientTests(ConnectMixin, SynchronousTestCase):
         self-signed certificate for another name.
         """
         self.assertIsNone(
-            self.connect(pinnedClientCreator("gateway.test", spkiFingerprint(GATEWAY.certificate)))[0]
+            self.connect(
+                pinnedClientCreator(
+                    "gateway.test", spkiFingerprint(GATEWAY.certificate)
+                )
+            )[0]
         )
         selfSigned = pki.makeCA("gateway", keySlot=40)
         selfSigned = pki.makeServer(selfSigned, names=("elsewhere",), keySlot=41)
-        client = pinnedClientCreator("gateway.test", spkiFingerprint(selfSigned.certificate))
+        client = pinnedClientCreator(
+            "gateway.test", spkiFingerprint(selfSigned.certificate)
+        )
         self.assertIsNone(self.connect(client, gateway(selfSigned))[0])
 
     def test_wrongPin(self) -> None:
@@ -220,8 +242,12 @@ class PinnedClientTests(ConnectMixin, SynchronousTestCase):
         A pin does not excuse an expired certificate.
         """
         now = datetime.datetime.now(datetime.timezone.utc)
-        expired = pki.makeServer(SERVER_CA, notBefore=now - 3 * _DAY, notAfter=now - _DAY)
-        client = pinnedClientCreator("gateway.test", spkiFingerprint(expired.certificate))
+        expired = pki.makeServer(
+            SERVER_CA, notBefore=now - 3 * _DAY, notAfter=now - _DAY
+        )
+        client = pinnedClientCreator(
+            "gateway.test", spkiFingerprint(expired.certificate)
+        )
         self.assertRejected(client, gateway(expired), reason="expired")
 
     def test_presentsCertificate(self) -> None:
@@ -242,7 +268,9 @@ class PinnedClientTests(ConnectMixin, SynchronousTestCase):
         """
         A pin that is not 32 bytes is a configuration error.
         """
-        self.assertRaises(TLSConfigurationError, pinnedClientCreator, "gateway.test", b"x" * 20)
+        self.assertRaises(
+            TLSConfigurationError, pinnedClientCreator, "gateway.test", b"x" * 20
+        )
 
 
 class PinTextTests(SynchronousTestCase):
@@ -264,7 +292,14 @@ class PinTextTests(SynchronousTestCase):
         """
         Wrong lengths, other digests and base64 are refused.
         """
-        for bad in ["", "sha256:", "sha1:" + "00" * 20, "00" * 31, "00" * 33, "A" * 43 + "="]:
+        for bad in [
+            "",
+            "sha256:",
+            "sha1:" + "00" * 20,
+            "00" * 31,
+            "00" * 33,
+            "A" * 43 + "=",
+        ]:
             self.assertRaises(ValueError, parsePin, bad)
         self.assertRaises(ValueError, formatPin, b"x")
 
@@ -303,25 +338,35 @@ class RealServerTests(ConnectMixin, SynchronousTestCase):
         IP address or an explicit name; the FQDN goes out as SNI.
         """
         server = gateway(REAL)
-        lost, serverTLS = self.connect(realServerCreator("app.internal", self.trust), server)
+        lost, serverTLS = self.connect(
+            realServerCreator("app.internal", self.trust), server
+        )
         self.assertIsNone(lost)
         self.assertEqual(handshakeFacts(serverTLS).serverName, "app.internal")
-        self.assertIsNone(self.connect(realServerCreator("10.0.0.5", self.trust), server)[0])
-        self.assertRejected(realServerCreator("db.internal", self.trust), server, "db.internal")
+        self.assertIsNone(
+            self.connect(realServerCreator("10.0.0.5", self.trust), server)[0]
+        )
+        self.assertRejected(
+            realServerCreator("db.internal", self.trust), server, "db.internal"
+        )
 
     def test_untrusted(self) -> None:
         """
         A real server certificate from an unconfigured CA is refused.
         """
         trust = RealServerTrust(caCertificates=(EMS_CA.certificate,))
-        self.assertRejected(realServerCreator("app.internal", trust), gateway(REAL), "trusted CA")
+        self.assertRejected(
+            realServerCreator("app.internal", trust), gateway(REAL), "trusted CA"
+        )
 
     def test_unverified(self) -> None:
         """
         With C{verify-cert disable} anything is accepted, still encrypted.
         """
         trust = RealServerTrust(verify=False)
-        lost, serverTLS = self.connect(realServerCreator("elsewhere", trust), gateway(REAL))
+        lost, serverTLS = self.connect(
+            realServerCreator("elsewhere", trust), gateway(REAL)
+        )
         self.assertIsNone(lost)
         self.assertTrue(handshakeFacts(serverTLS).cipher)
 
@@ -330,7 +375,9 @@ class RealServerTests(ConnectMixin, SynchronousTestCase):
         C{verify-cert enable} without a CA certificate is a configuration
         error, not a silent fallback.
         """
-        self.assertRaises(TLSConfigurationError, realServerCreator, "app.internal", RealServerTrust())
+        self.assertRaises(
+            TLSConfigurationError, realServerCreator, "app.internal", RealServerTrust()
+        )
 
     def test_versions(self) -> None:
         """
@@ -340,7 +387,8 @@ class RealServerTests(ConnectMixin, SynchronousTestCase):
             caCertificates=(SERVER_CA.certificate,), minimumVersion=TLSVersion.TLS_1_3
         )
         lost, _ = self.connect(
-            realServerCreator("app.internal", trust), gateway(REAL, maximumVersion=TLSVersion.TLS_1_2)
+            realServerCreator("app.internal", trust),
+            gateway(REAL, maximumVersion=TLSVersion.TLS_1_2),
         )
         self.assertIsNotNone(lost)
 
@@ -359,5 +407,7 @@ class RealServerTests(ConnectMixin, SynchronousTestCase):
         cache.realServer("app.internal", self.trust)
         cache.realServer("10.0.0.5", self.trust)
         self.assertEqual(len(cache), 2)
-        self.assertIsNot(cache.realServer("app.internal", RealServerTrust(verify=False)), other)
+        self.assertIsNot(
+            cache.realServer("app.internal", RealServerTrust(verify=False)), other
+        )
         self.assertRaises(ValueError, ClientCreatorCache, 0)

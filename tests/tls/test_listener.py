@@ -111,7 +111,11 @@ class ListenTLSTests(TestCase):
                 closed.callback(None)
 
         yield connectTLS(
-            reactor, "127.0.0.1", port.getHost().port, device(), Factory.forProtocol(Client)
+            reactor,
+            "127.0.0.1",
+            port.getHost().port,
+            device(),
+            Factory.forProtocol(Client),
         )
         options = yield SocketOptionsProbe.seen
         self.assertTrue(options["nodelay"])
@@ -144,7 +148,11 @@ class ListenTLSTests(TestCase):
         port = listenTLS(reactor, 0, "127.0.0.1", creator(), Factory.forProtocol(Echo))
         self.addCleanup(port.stopListening)
         client = yield connectTLS(
-            reactor, "127.0.0.1", port.getHost().port, device(), Factory.forProtocol(Reader)
+            reactor,
+            "127.0.0.1",
+            port.getHost().port,
+            device(),
+            Factory.forProtocol(Reader),
         )
         self.assertIsInstance(client, Reader)
         client.transport.write(b"hello")
@@ -162,4 +170,6 @@ class ListenTLSTests(TestCase):
         unused = probe.getsockname()[1]
         probe.close()
         with self.assertRaises(ConnectionRefusedError):
-            yield connectTLS(reactor, "127.0.0.1", unused, device(), Factory.forProtocol(Recorder))
+            yield connectTLS(
+                reactor, "127.0.0.1", unused, device(), Factory.forProtocol(Recorder)
+            )

@@ -82,7 +82,8 @@ class TLSVersionTests(SynchronousTestCase):
         self.assertLess(TLSVersion.TLS_1_1, TLSVersion.TLS_1_2)
         self.assertLessEqual(TLSVersion.TLS_1_3, TLSVersion.TLS_1_3)
         self.assertEqual(
-            [v for v in TLSVersion if v.legacy], [TLSVersion.TLS_1_0, TLSVersion.TLS_1_1]
+            [v for v in TLSVersion if v.legacy],
+            [TLSVersion.TLS_1_0, TLSVersion.TLS_1_1],
         )
 
     def test_inverted(self) -> None:
@@ -90,7 +91,10 @@ class TLSVersionTests(SynchronousTestCase):
         A minimum above the maximum is a configuration error.
         """
         self.assertRaises(
-            TLSConfigurationError, hardenedContext, TLSVersion.TLS_1_3, TLSVersion.TLS_1_2
+            TLSConfigurationError,
+            hardenedContext,
+            TLSVersion.TLS_1_3,
+            TLSVersion.TLS_1_2,
         )
 
     def test_contextOptions(self) -> None:
@@ -168,7 +172,9 @@ class OpenSSLClientTests(TestCase):
         d = getProcessOutputAndValue(
             "/bin/sh", ["-c", f"{typing} | {command} 2>&1"], env=dict(os.environ)
         )
-        return d.addCallback(lambda result: (result[0].decode("utf-8", "replace"), result[2]))
+        return d.addCallback(
+            lambda result: (result[0].decode("utf-8", "replace"), result[2])
+        )
 
     @inlineCallbacks
     def test_versions(self):  # type: ignore[no-untyped-def]
@@ -211,7 +217,9 @@ class OpenSSLClientTests(TestCase):
         listing, _, _ = yield getProcessOutputAndValue(
             OPENSSL, ["ciphers", "-tls1_2", "ALL:COMPLEMENTOFALL:@SECLEVEL=0"]
         )
-        known = {s for s in listing.decode().strip().split(":") if not s.startswith("TLS_")}
+        known = {
+            s for s in listing.decode().strip().split(":") if not s.startswith("TLS_")
+        }
         self.assertGreater(len(known), 50)
         for suite in sorted(AEAD_SUITES[kind]):
             output, status = yield self.sClient(port, "-tls1_2", "-cipher", suite)
@@ -299,7 +307,9 @@ class OpenSSLClientTests(TestCase):
         port = self.serve()
         for flag in ("-tls1_2", "-tls1_3"):
             session = self.mktemp()
-            output, status = yield self.sClient(port, flag, "-ign_eof", "-sess_out", session)
+            output, status = yield self.sClient(
+                port, flag, "-ign_eof", "-sess_out", session
+            )
             self.assertEqual(status, 0, output)
             self.assertIn("New, TLS", output)
             if not os.path.exists(session):

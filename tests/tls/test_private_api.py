@@ -141,7 +141,9 @@ class TwistedShapeTests(SynchronousTestCase):
                 name,
             )
         self.assertEqual(
-            list(inspect.signature(TLSMemoryBIOProtocol._tlsShutdownFinished).parameters),
+            list(
+                inspect.signature(TLSMemoryBIOProtocol._tlsShutdownFinished).parameters
+            ),
             ["self", "reason"],
         )
 
@@ -152,7 +154,8 @@ class TwistedShapeTests(SynchronousTestCase):
         changed = {
             name: _sourceDigest(getattr(TLSMemoryBIOProtocol, name))
             for name in METHOD_SOURCES
-            if _sourceDigest(getattr(TLSMemoryBIOProtocol, name)) != METHOD_SOURCES[name]
+            if _sourceDigest(getattr(TLSMemoryBIOProtocol, name))
+            != METHOD_SOURCES[name]
         }
         self.assertEqual(changed, {}, "review ztnagw/tls/transport.py against these")
 

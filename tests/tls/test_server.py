@@ -217,7 +217,9 @@ class DeviceCertificateTests(HandshakeMixin, SynchronousTestCase):
         """
         A certificate whose extended key usage lacks clientAuth is refused.
         """
-        device = pki.makeDevice(EMS_CA, pki.DEVICE_UID, clientAuth=False, serverAuth=True)
+        device = pki.makeDevice(
+            EMS_CA, pki.DEVICE_UID, clientAuth=False, serverAuth=True
+        )
         self.assertProblem(device, certcheck.NO_CLIENT_AUTH)
 
     def test_noExtendedKeyUsage(self) -> None:
@@ -468,9 +470,11 @@ class SNITests(HandshakeMixin, SynchronousTestCase):
         """
         probe = ProbeClient(DEVICE, serverName=serverName)
         facts = self.facts(probe, self.creator())
-        cn = probe.serverCertificate().subject.get_attributes_for_oid(
-            pki.NameOID.COMMON_NAME
-        )[0].value
+        cn = (
+            probe.serverCertificate()
+            .subject.get_attributes_for_oid(pki.NameOID.COMMON_NAME)[0]
+            .value
+        )
         return str(cn), facts
 
     def test_choice(self) -> None:
@@ -499,7 +503,9 @@ class SNITests(HandshakeMixin, SynchronousTestCase):
         still verified by the shared callback against the shared trust
         store: a valid device is valid, a bad one is refused.
         """
-        facts = self.facts(ProbeClient(DEVICE, serverName="app.example.com"), self.creator())
+        facts = self.facts(
+            ProbeClient(DEVICE, serverName="app.example.com"), self.creator()
+        )
         assert facts.verdict is not None
         self.assertEqual(facts.verdict.kind, VerdictKind.VALID)
         probe = ProbeClient(flipSignature(DEVICE), serverName="app.example.com")
@@ -681,7 +687,9 @@ class HostPatternTests(SynchronousTestCase):
         self.assertEqual(parseHostPattern("WWW.Example.com."), "www.example.com")
         self.assertEqual(parseHostPattern("*.Example.com"), "*.example.com")
         self.assertEqual(parseHostPattern("localhost"), "localhost")
-        self.assertEqual(parseHostPattern("xn--bcher-kva.example"), "xn--bcher-kva.example")
+        self.assertEqual(
+            parseHostPattern("xn--bcher-kva.example"), "xn--bcher-kva.example"
+        )
 
     def test_refused(self) -> None:
         """

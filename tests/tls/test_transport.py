@@ -79,7 +79,9 @@ class RealSocketMixin:
     """
 
     def serve(
-        self, protocol: type[Protocol] | object, maximum: TLSVersion = TLSVersion.TLS_1_3
+        self,
+        protocol: type[Protocol] | object,
+        maximum: TLSVersion = TLSVersion.TLS_1_3,
     ) -> int:
         """
         Listen with the gateway certificate; each connection gets a fresh
@@ -175,10 +177,6 @@ class TruncatingUploader(Peer):
     Sends a little and then closes its TCP write side without
     C{close_notify}, as stock Twisted's C{loseWriteConnection} does.
     """
-
-    @implementer(IHandshakeListener)
-    class _Marker:
-        pass
 
     def connectionMade(self) -> None:
         """
@@ -456,7 +454,9 @@ class DropTLSTests(RealSocketMixin, TestCase):
         """
         TLS 1.3, switch at once, client sends raw bytes without waiting.
         """
-        return self.switch(SwitchingServer, OptimisticSwitchingClient, TLSVersion.TLS_1_3)
+        return self.switch(
+            SwitchingServer, OptimisticSwitchingClient, TLSVersion.TLS_1_3
+        )
 
     def test_tls13Async(self):  # type: ignore[no-untyped-def]
         """
@@ -483,7 +483,9 @@ class DropTLSTests(RealSocketMixin, TestCase):
         """
         TLS 1.2, switch at once, optimistic client.
         """
-        return self.switch(SwitchingServer, OptimisticSwitchingClient, TLSVersion.TLS_1_2)
+        return self.switch(
+            SwitchingServer, OptimisticSwitchingClient, TLSVersion.TLS_1_2
+        )
 
     def test_tls12Async(self):  # type: ignore[no-untyped-def]
         """
@@ -614,7 +616,9 @@ class MemoryTransportTests(SynchronousTestCase):
         """
         A ztnagw TLS pair in memory.
         """
-        creator = ServerConnectionCreator(serverCertificate(GATEWAY), verifier(clock=clock))
+        creator = ServerConnectionCreator(
+            serverCertificate(GATEWAY), verifier(clock=clock)
+        )
         client = deviceClientCreator(
             "gateway.test", [SERVER_CA.certificate], DEVICE.certificate, DEVICE.key  # type: ignore[arg-type]
         )

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.tls -*-
 """
 The TLS layer of ztnagw.
 

@@ -208,7 +208,9 @@ class _ClientCreator:
                 leaf = certificate.to_cryptography() if depth == 0 else None
                 reason = judge(leaf, errno, depth, bool(ok))
             except Exception:
-                log.failure("while verifying the certificate of {name}", name=self._serverName)
+                log.failure(
+                    "while verifying the certificate of {name}", name=self._serverName
+                )
                 reason = "internal error while verifying the certificate"
             if reason is None:
                 return True
@@ -237,7 +239,9 @@ def _identityJudge(serverName: str) -> _Judge:
     """
     byAddress = _isAddress(serverName)
 
-    def judge(leaf: x509.Certificate | None, errno: int, depth: int, ok: bool) -> str | None:
+    def judge(
+        leaf: x509.Certificate | None, errno: int, depth: int, ok: bool
+    ) -> str | None:
         if not ok:
             return _serverProblem(errno, depth)
         if leaf is None:
@@ -262,7 +266,9 @@ def _pinJudge(pin: bytes) -> _Judge:
     not judged.
     """
 
-    def judge(leaf: x509.Certificate | None, errno: int, depth: int, ok: bool) -> str | None:
+    def judge(
+        leaf: x509.Certificate | None, errno: int, depth: int, ok: bool
+    ) -> str | None:
         if depth > 0:
             return None
         if not ok and errno not in _UNANCHORED:
@@ -294,7 +300,9 @@ def _clientContext(
 ) -> SSL.Context:
     context = hardenedContext(minimum, maximum)
     if (certificate is None) != (key is None):
-        raise TLSConfigurationError("give both a client certificate and its key, or neither")
+        raise TLSConfigurationError(
+            "give both a client certificate and its key, or neither"
+        )
     if certificate is not None:
         try:
             context.use_certificate(certificate)
@@ -334,7 +342,9 @@ def deviceClientCreator(
     """
     name = _checkName(gatewayName)
     if not trustedCAs:
-        raise TLSConfigurationError("a trusted CA certificate is needed to check the gateway")
+        raise TLSConfigurationError(
+            "a trusted CA certificate is needed to check the gateway"
+        )
     context = _clientContext(
         minimumVersion, DEFAULT_MAXIMUM, trustedCAs, deviceCertificate, deviceKey
     )

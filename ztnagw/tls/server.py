@@ -408,7 +408,9 @@ class DeviceCertificateVerifier:
             return False
         return True
 
-    def _infoCallback(self, capture: _Capture) -> Callable[[SSL.Connection, int, int], None]:
+    def _infoCallback(
+        self, capture: _Capture
+    ) -> Callable[[SSL.Connection, int, int], None]:
         """
         The info callback for one connection: notes the end of the handshake
         and logs the device verdict once.

@@ -566,4 +566,3 @@ class TLSFactory(TLSMemoryBIOFactory):
         self.clock = clock
         self.tuneTCP = tuneTCP
         self.aggregateWrites = aggregateWrites
-
