@@ -22,7 +22,7 @@ from twisted.internet.protocol import Factory
 from twisted.internet.task import Clock
 from twisted.protocols import tls
 from twisted.protocols.tls import TLSMemoryBIOProtocol
-from twisted.test.proto_helpers import StringTransport
+from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.tls.loopback import GATEWAY, Recorder, serverCertificate, verifier
