@@ -23,6 +23,7 @@ from zope.interface.verify import verifyObject
 
 from tests.support import pki
 from tests.test_device import NOW, FakeIndex
+from tests.test_device import Ems, FakeIndex
 from tests.tls.loopback import (
     DEVICE,
     EMS2_CA,
@@ -43,6 +44,7 @@ from ztnagw.device import CN_NOT_UID, NOT_EMS_ISSUED, VerdictKind
 from ztnagw.tls import certcheck, server
 from ztnagw.tls.posture import TLSConfigurationError
 from ztnagw.tls.server import (
+    DeviceCertificateVerifier,
     HandshakeFacts,
     HandshakeIncomplete,
     NotVerifiedHere,
@@ -175,6 +177,31 @@ class DeviceCertificateTests(HandshakeMixin, SynchronousTestCase):
         )
         assert facts.verdict is not None
         self.assertEqual(facts.verdict.kind, VerdictKind.UNKNOWN)
+
+    def test_rotatedCertificateAuthorities(self) -> None:
+        """
+        During an EMS CA rotation the verifier trusts both CAs of the EMS:
+        device certificates from either are recorded as that EMS's, and
+        their names are both sent as acceptable client CAs.
+        """
+        previous = pki.makeCA("ztnagw test EMS 1 previous CA", keySlot=22)
+        rotated = DeviceCertificateVerifier(
+            {1: (EMS_CA.certificate, previous.certificate)},
+            {1: FakeIndex([deviceRecord()])},
+            {1: Ems()},
+            nowClock(),
+        )
+        creator = ServerConnectionCreator(serverCertificate(GATEWAY), rotated)
+        for ca in (EMS_CA, previous):
+            device = pki.makeDevice(ca, pki.DEVICE_UID, serial=0x5EED)
+            facts = self.facts(ProbeClient(device), creator)
+            assert facts.presented is not None
+            self.assertIsNone(facts.presented.problem)
+            self.assertEqual(facts.presented.emsId, 1)
+        stranger = pki.makeDevice(EMS2_CA, pki.DEVICE_UID)
+        facts = self.facts(ProbeClient(stranger), creator)
+        assert facts.presented is not None
+        self.assertIsNotNone(facts.presented.problem)
 
     def test_anotherCA(self) -> None:
         """

@@ -308,23 +308,29 @@ class DeviceCertificateVerifier:
     the EMS CAs (the trust store), the registry indexes and EMS settings
     (to judge the device for the handshake log), and a clock.
 
-    @ivar emsCAs: the CA certificate of each configured EMS, by EMS id.
+    @ivar emsCAs: the CA certificates each configured EMS's devices may
+        chain to, by EMS id: its CA, and during a CA rotation the previous
+        one too (L{ztnagw.ems.ca.EmsCertificateAuthority.trustedCertificates}).
     """
 
     def __init__(
         self,
-        emsCAs: Mapping[int, x509.Certificate],
+        emsCAs: Mapping[int, x509.Certificate | Sequence[x509.Certificate]],
         indexes: Mapping[int, IEndpointIndex],
         emsSettings: Mapping[int, EmsSettings],
         clock: IReactorTime,
     ) -> None:
         """
-        @param emsCAs: the CA certificate of each configured EMS, by id.
+        @param emsCAs: the CA certificate, or certificates, of each
+            configured EMS, by id.
         @param indexes: the registry index of each EMS, by id.
         @param emsSettings: the settings of each EMS, by id.
         @param clock: the reactor's clock.
         """
-        self.emsCAs = dict(emsCAs)
+        self.emsCAs: dict[int, tuple[x509.Certificate, ...]] = {
+            emsId: (cas,) if isinstance(cas, x509.Certificate) else tuple(cas)
+            for emsId, cas in emsCAs.items()
+        }
         self._indexes = indexes
         self._emsSettings = emsSettings
         self._clock = clock
@@ -340,8 +346,8 @@ class DeviceCertificateVerifier:
     def _emsIdOf(self, issuer: x509.Certificate | None) -> int | None:
         if issuer is None:
             return None
-        for emsId, ca in self.emsCAs.items():
-            if ca == issuer:
+        for emsId, cas in self.emsCAs.items():
+            if issuer in cas:
                 return emsId
         return None
 
@@ -559,9 +565,10 @@ class ServerConnectionCreator:
         # The EMS CAs are the trust anchors themselves, even one that is
         # subordinate to an enterprise root: trust exactly them.
         store.set_flags(crypto.X509StoreFlags.PARTIAL_CHAIN)
-        for ca in self._verifier.emsCAs.values():
-            store.add_cert(crypto.X509.from_cryptography(ca))
-            context.add_client_ca(ca)
+        for cas in self._verifier.emsCAs.values():
+            for ca in cas:
+                store.add_cert(crypto.X509.from_cryptography(ca))
+                context.add_client_ca(ca)
         context.set_verify_depth(_VERIFY_DEPTH)
         context.set_alpn_select_callback(_alpnSelect)  # type: ignore[arg-type]
         self._contexts[certificate] = context
