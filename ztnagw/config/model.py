@@ -190,6 +190,23 @@ class SystemGlobal(ConfigObject):
         "registry, generated certificates.  A relative path is relative to "
         "the configuration file's directory.",
     )
+    logFile: str | None = option(
+        "log-file",
+        FilePath("state"),
+        origin=EXTENSION,
+        help="File that traffic and event log lines are appended to "
+        "(created with mode 0600, reopened on SIGHUP for log rotation); a "
+        "relative path is relative to the state directory.  Lines always "
+        "go to twistd's log too.",
+    )
+    logFormat: str = option(
+        "log-format",
+        Choice(("default", "json")),
+        default="default",
+        origin=EXTENSION,
+        help="How log-file lines are written: default, FortiOS key=value "
+        "lines; json, one JSON object per line with the same fields.",
+    )
     workers: int = option(
         "workers",
         Integer(0, 1024),
@@ -886,7 +903,42 @@ class ApiGateway(ConfigObject):
         when=_PERSISTENCE,
         help="Mark the cookie Secure.",
     )
+    connectTimeout: int = option(
+        "connect-timeout",
+        Integer(1, 300),
+        default=10,
+        origin=EXTENSION,
+        help="Seconds to connect to a real server, TLS handshake included "
+        "(then 504 for a request; a tunnel is refused).",
+    )
+    responseTimeout: int = option(
+        "response-timeout",
+        Integer(1, 86400),
+        default=60,
+        when=_HTTP_SERVICE,
+        origin=EXTENSION,
+        help="Seconds from the end of a request (head and body sent) to the "
+        "real server's response head (then 504).",
+    )
+    idleTimeout: int | None = option(
+        "idle-timeout",
+        Integer(0, 604800),
+        origin=EXTENSION,
+        defaultHelp="0 (none) for tcp-forwarding, 300 for http and https",
+        help="Seconds a request or tunnel through this api-gateway may pass "
+        "no byte in either direction before the gateway closes it; 0: never.",
+    )
     realServers: FrozenMap[int, RealServer] = table("realservers", RealServer)
+
+    @property
+    def idleTimeoutInEffect(self) -> int:
+        """
+        C{idle-timeout}, or its default for the service when not set: 0
+        (none) for tcp-forwarding, 300 for http and https.
+        """
+        if self.idleTimeout is not None:
+            return self.idleTimeout
+        return 0 if self.service == "tcp-forwarding" else 300
 
 
 @frozen(kw_only=True)
@@ -910,6 +962,44 @@ class AccessProxy(ConfigObject):
         Flag(),
         default=True,
         help="Log requests that are denied.",
+    )
+    httpHeaderTimeout: int = option(
+        "http-header-timeout",
+        Integer(1, 3600),
+        default=20,
+        origin=EXTENSION,
+        help="Seconds a client may take to send a request head, from its "
+        "first byte (then 408 and close).",
+    )
+    httpKeepaliveTimeout: int = option(
+        "http-keepalive-timeout",
+        Integer(1, 86400),
+        default=60,
+        origin=EXTENSION,
+        help="Seconds a client connection may wait for its next request "
+        "(or its first) before the gateway closes it.",
+    )
+    httpMaxHeaderSize: int = option(
+        "http-max-header-size",
+        Integer(1024, 1048576),
+        default=32768,
+        origin=EXTENSION,
+        help="Largest request head (request line and header fields), in "
+        "bytes (larger: 431).",
+    )
+    httpMaxHeaderCount: int = option(
+        "http-max-header-count",
+        Integer(1, 10000),
+        default=100,
+        origin=EXTENSION,
+        help="Most header fields in one request (more: 431).",
+    )
+    httpMaxUrlLength: int = option(
+        "http-max-url-length",
+        Integer(64, 1048576),
+        default=8192,
+        origin=EXTENSION,
+        help="Longest request target (URL), in bytes (longer: 414).",
     )
     apiGateways: FrozenMap[int, ApiGateway] = table("api-gateway", ApiGateway)
 
