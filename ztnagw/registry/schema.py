@@ -122,6 +122,47 @@ MIGRATIONS: tuple[Migration, ...] = (
             "ON endpointTombstones (deletedAt)",
         ),
     ),
+    Migration(
+        2,
+        "EMS enrollment tokens and their uses",
+        (
+            # A token's secret is never stored: only its SHA-256 (see
+            # ztnagw.ems.tokens).  usesCount can never pass usesAllowed, so
+            # that two enrollments racing for a token's last use cannot
+            # both commit.
+            """
+            CREATE TABLE emsTokens (
+                id TEXT PRIMARY KEY NOT NULL
+                    CHECK (length(id) = 12 AND id NOT GLOB '*[^0-9a-f]*'),
+                secretHash BLOB NOT NULL CHECK (length(secretHash) = 32),
+                tags TEXT NOT NULL,
+                user TEXT,
+                uid TEXT CHECK (uid IS NULL
+                    OR (length(uid) = 32 AND uid NOT GLOB '*[^0-9A-F]*')),
+                usesAllowed INTEGER NOT NULL CHECK (usesAllowed >= 1),
+                usesCount INTEGER NOT NULL
+                    CHECK (usesCount >= 0 AND usesCount <= usesAllowed),
+                createdAt REAL NOT NULL,
+                expiresAt REAL,
+                revokedAt REAL,
+                lastUsedAt REAL,
+                comment TEXT
+            ) STRICT
+            """,
+            # Which device each use enrolled, written in the same
+            # transaction as the device's record.
+            """
+            CREATE TABLE emsTokenUses (
+                tokenId TEXT NOT NULL REFERENCES emsTokens (id) ON DELETE CASCADE,
+                uid TEXT NOT NULL,
+                certSerial TEXT NOT NULL,
+                usedAt REAL NOT NULL,
+                sourceIp TEXT
+            ) STRICT
+            """,
+            "CREATE INDEX emsTokenUsesByToken ON emsTokenUses (tokenId)",
+        ),
+    ),
 )
 
 #: The schema version this ztnagw writes and understands.
