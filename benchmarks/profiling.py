@@ -1,0 +1,150 @@
+# -*- test-case-name: tests.benchmarks.test_profiling -*-
+"""
+Profiles of the gateway under load, summarised.
+
+Issue 8 asks where ztnagw's time goes under each load.  The harness runs
+C{py-spy record} (a sampling profiler from PyPI that reads another process's
+stacks; it does not change the gateway) in raw "collapsed stack" form, and
+L{summarise} turns the samples into the few lines a reader needs: the
+functions that use the most time themselves (self) and those under which
+the most time is spent (inclusive), each as a share of the samples.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from typing import Iterable
+
+from attrs import frozen
+
+_LINE_NUMBER = re.compile(r":\d+\)$")
+
+
+class ProfileError(Exception):
+    """
+    A collapsed-stack file could not be read.
+    """
+
+
+@frozen
+class HotSpot:
+    """
+    One function and its share of the samples.
+    """
+
+    function: str
+    share: float
+
+
+@frozen
+class ProfileSummary:
+    """
+    The summary of one profile.
+
+    @ivar samples: samples read.
+    @ivar selfTime: functions by time spent in them, largest first.
+    @ivar inclusive: functions by time spent in them and their callees.
+    """
+
+    samples: int
+    selfTime: tuple[HotSpot, ...]
+    inclusive: tuple[HotSpot, ...]
+
+
+def frameName(frame: str) -> str:
+    """
+    A frame without its line number: C{"write (tls.py:12)"} becomes
+    C{"write (tls.py)"}, so that the samples of one function add up.
+    """
+    return _LINE_NUMBER.sub(")", frame.strip())
+
+
+def parseCollapsed(lines: Iterable[str]) -> list[tuple[list[str], int]]:
+    """
+    Read collapsed stacks: C{frame;frame;...;frame COUNT} per line, the
+    root first.
+
+    @raise ProfileError: a line is not of that form.
+    """
+    stacks = []
+    for number, line in enumerate(lines, 1):
+        line = line.rstrip("\n")
+        if not line.strip():
+            continue
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            raise ProfileError(f"line {number} is not a collapsed stack: {line[:200]!r}")
+        stacks.append(([frameName(f) for f in stack.split(";") if f.strip()], int(count)))
+    return stacks
+
+
+def summarise(lines: Iterable[str], top: int = 12) -> ProfileSummary:
+    """
+    The C{top} functions by self and by inclusive time.
+
+    @raise ProfileError: malformed input.
+    """
+    selfCounts: Counter[str] = Counter()
+    inclusiveCounts: Counter[str] = Counter()
+    total = 0
+    for frames, count in parseCollapsed(lines):
+        if not frames:
+            continue
+        total += count
+        selfCounts[frames[-1]] += count
+        for frame in set(frames):
+            inclusiveCounts[frame] += count
+    if total == 0:
+        return ProfileSummary(samples=0, selfTime=(), inclusive=())
+
+    def spots(counts: Counter[str]) -> tuple[HotSpot, ...]:
+        return tuple(HotSpot(name, n / total) for name, n in counts.most_common(top))
+
+    return ProfileSummary(samples=total, selfTime=spots(selfCounts), inclusive=spots(inclusiveCounts))
+
+
+def renderSummary(title: str, summary: ProfileSummary, rows: int = 10) -> str:
+    """
+    A Markdown table of one profile's hot spots.
+    """
+    lines = [
+        f"**{title}** ({summary.samples} samples)",
+        "",
+        "| self % | function | | inclusive % | function |",
+        "|---:|---|---|---:|---|",
+    ]
+    for index in range(min(rows, max(len(summary.selfTime), len(summary.inclusive)))):
+        left = summary.selfTime[index] if index < len(summary.selfTime) else None
+        right = summary.inclusive[index] if index < len(summary.inclusive) else None
+        lines.append(
+            "| "
+            + (f"{left.share * 100:.1f} | `{left.function}`" if left else " | ")
+            + " | | "
+            + (f"{right.share * 100:.1f} | `{right.function}`" if right else " | ")
+            + " |"
+        )
+    return "\n".join(lines)
+
+
+def pySpyCommand(pyspy: str, pid: int, seconds: int, output: str, rate: int = 250) -> list[str]:
+    """
+    The command that samples process C{pid} (and its worker processes) for
+    C{seconds}, writing collapsed stacks to C{output}.
+    """
+    return [
+        pyspy,
+        "record",
+        "--pid",
+        str(pid),
+        "--duration",
+        str(seconds),
+        "--rate",
+        str(rate),
+        "--format",
+        "raw",
+        "--subprocesses",
+        "--nonblocking",
+        "--output",
+        output,
+    ]
