@@ -16,9 +16,14 @@ from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
+from ztnagw.ems.service import EmsService, gatewayAddresses
+from ztnagw.ems.stores import SharedStore
+from ztnagw.ems.telemetry import onNetChecker
+from ztnagw.logs import LoggerLogDestination, LogWriter
 from ztnagw.registry import openStore
 from ztnagw.registry.index import EndpointIndex
 from ztnagw.startup import PreparedGateway, enabledEms
+from ztnagw.tls.server import DeviceCertificateVerifier
 
 _log = Logger()
 
@@ -73,6 +78,10 @@ class GatewayService(MultiService):
     @ivar prepared: the configuration and what L{ztnagw.startup.prepare}
         made ready.
     @ivar indexes: the registry index of each enabled EMS, by C{fctems} id.
+    @ivar verifier: the one device-certificate verifier every TLS listener
+        (VIPs, EMS listeners) shares.
+    @ivar logWriter: where event and traffic logs go.
+    @ivar emsServices: the listener service of each enabled EMS, by id.
     """
 
     def __init__(
@@ -85,12 +94,43 @@ class GatewayService(MultiService):
         config = prepared.config
         stateDir = config.systemGlobal.stateDir
         self.indexes: Mapping[int, EndpointIndex] = {}
+        # One registry connection per EMS in this process, shared by the
+        # index and the EMS listener (see ztnagw.ems.stores for why).
+        self._stores: dict[int, SharedStore] = {}
         for ems in enabledEms(config):
-            index = EndpointIndex(
-                lambda ems=ems: openStore(ems.registry, stateDir, ems.id), reactor
-            )
+            shared = SharedStore(lambda ems=ems: openStore(ems.registry, stateDir, ems.id))
+            self._stores[ems.id] = shared
+            index = EndpointIndex(shared.acquire, reactor)
             self.indexes[ems.id] = index  # type: ignore[index]
             RegistryService(index, ems.id).setServiceParent(self)
+        self.verifier = DeviceCertificateVerifier(
+            {
+                emsId: authority.trustedCertificates()
+                for emsId, authority in prepared.authorities.items()
+            },
+            self.indexes,
+            {ems.id: ems for ems in enabledEms(config)},
+            reactor,
+        )
+        self.logWriter = LogWriter(
+            reactor, [LoggerLogDestination()], deviceName=config.systemGlobal.hostname
+        )
+        self.emsServices: dict[int, EmsService] = {}
+        for ems in enabledEms(config):
+            service = EmsService(
+                reactor,
+                ems,
+                prepared.authorities[ems.id],
+                prepared.emsListeners[ems.id],
+                self.indexes[ems.id],
+                self.verifier,
+                self._stores[ems.id].acquire,
+                onNetChecker(config, ems),
+                self.logWriter.write,
+                gatewayAddresses(config),
+            )
+            self.emsServices[ems.id] = service
+            service.setServiceParent(self)
 
     def startService(self) -> None:
         """

@@ -14,7 +14,10 @@ here, in order, and stops at the first failure with one clear message:
      exist yet (issued by the first enabled EMS's CA, so that enrolled
      forwarders trust them);
   3. the trust anchors for real servers are loaded;
-  4. each enabled EMS's endpoint registry opens.
+  4. each enabled EMS's endpoint registry opens;
+  5. each enabled EMS's listener has its certificate (issued by the EMS CA
+     for the C{server} name, its key kept across renewals so that the pin
+     forwarders enroll with stays valid).
 
 This blocks on files, key generation and SQLite: it must run before the
 reactor starts (C{makeService}) or in a thread, never in the reactor
@@ -27,7 +30,7 @@ import ipaddress
 import re
 from typing import Mapping
 
-from attrs import frozen
+from attrs import field, frozen
 from cryptography import x509
 
 from ztnagw.config.certificates import (
@@ -41,6 +44,11 @@ from ztnagw.ems.ca import (
     EmsCertificateAuthority,
     certificateAuthorityFromLocalCertificate,
     ensureCertificateAuthority,
+)
+from ztnagw.ems.listener import (
+    ListenerCertificate,
+    ListenerCertificateError,
+    ensureListenerCertificate,
 )
 from ztnagw.ems.signing import LocalCertificateError, ensureLocalCertificate
 from ztnagw.registry import openStore
@@ -67,12 +75,15 @@ class PreparedGateway:
         present, by C{vpn certificate local} name.
     @ivar realServerTrust: the trust anchors of C{vpn certificate ca}, by
         name, for verifying real servers.
+    @ivar emsListeners: the certificate and bind address of each enabled
+        EMS's listener, by C{fctems} id.
     """
 
     config: Config
     authorities: Mapping[int, EmsCertificateAuthority]
     certificates: Mapping[str, CertificateMaterial]
     realServerTrust: Mapping[str, tuple[x509.Certificate, ...]]
+    emsListeners: Mapping[int, ListenerCertificate] = field(factory=dict)
 
 
 def prepare(config: Config) -> PreparedGateway:
@@ -90,11 +101,24 @@ def prepare(config: Config) -> PreparedGateway:
         except CertificateProblem as e:
             raise StartupFailed(f"vpn certificate ca {name!r}: {e.message}")
     _checkRegistries(config)
+    listeners = {}
+    for ems in enabledEms(config):
+        try:
+            listeners[ems.id] = ensureListenerCertificate(
+                config.systemGlobal.stateDir,
+                ems.id,
+                ems.server,
+                authorities[ems.id],
+                config.systemGlobal.hostname or "",
+            )
+        except ListenerCertificateError as e:
+            raise StartupFailed(f"fctems {ems.id}: EMS listener: {e}")
     return PreparedGateway(
         config=config,
         authorities=authorities,
         certificates=certificates,
         realServerTrust=trust,
+        emsListeners=listeners,
     )
 
 
