@@ -189,6 +189,10 @@ config firewall vip
         set ssl-certificate "gw"
     next
 end
+"""
+
+#: The access proxy of L{CONFIG} (a test may give its own instead).
+ACCESS_PROXY = """
 config firewall access-proxy
     edit "proxy"
         set vip "vip"
@@ -244,12 +248,14 @@ end
 """
 
 
-def config(policies: str = POLICY, extra: str = "", ems: str = "") -> Config:
+def config(
+    policies: str = POLICY, extra: str = "", ems: str = "", accessProxy: str = ACCESS_PROXY
+) -> Config:
     """
-    L{CONFIG} with C{policies} and C{extra} text appended and C{ems} text
-    (tagging rules) inside the EMS entry.
+    L{CONFIG} with C{accessProxy}, C{extra} and C{policies} appended and
+    C{ems} text (tagging rules) inside the EMS entry.
     """
-    return loads(CONFIG.replace("#EMS#", ems) + extra + policies)
+    return loads(CONFIG.replace("#EMS#", ems) + accessProxy + extra + policies)
 
 
 _CA: list[Issued] = []

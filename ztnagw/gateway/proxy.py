@@ -1,0 +1,862 @@
+# -*- test-case-name: tests.gateway.test_proxy -*-
+"""
+The HTTPS access proxy's request handler: every request on a VIP is
+matched, authorized, and then relayed to its real server or refused with a
+block page.
+
+For each request (never only once per connection) the handler:
+
+  1. hands a TCP forwarding tunnel request (C{GET /tcp} with C{Upgrade:
+     tcp-forwarding/1.0}) to the tunnel handler with the request's context,
+     and stops;
+  2. matches an api-gateway by virtual host, url-map and service
+     (L{ztnagw.gateway.matching}); none: 021;
+  3. refuses with 421 a request whose C{Host} names a virtual host with
+     other client-certificate rules than the TLS server name chose;
+  4. authorizes: the device judged again, the access decision made
+     (L{ztnagw.gateway.context}); a denial is the block page of its code;
+  5. registers the connection as a live session of the device (a revoked
+     device's keep-alive connection is closed by the session tracker);
+  6. chooses the real server (022, 023) and relays: the request head with
+     hop-by-hop fields removed and the gateway's own C{X-Forwarded-*}
+     fields set (client copies removed first), the body streamed upstream
+     as the real server accepts it, the response streamed back as the
+     client reads it (a slow client pauses the real server, never fills
+     the gateway's memory);
+  7. writes one traffic log line when the exchange ends, however it ends.
+
+Failures keep the HTTP contract: a real server that refuses or cannot be
+reached gives 502, one that does not answer in time 504; once the response
+has started, any failure aborts the client connection so that the client
+sees a truncated response, never a clean end; a client that goes away
+aborts the upstream request.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any, Callable, Iterable
+
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
+from twisted.internet.protocol import connectionDone
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from ztnagw import errors
+from ztnagw.blockpage import GATEWAY_ERRORS, renderErrorPage
+from ztnagw.config.model import ApiGateway
+from ztnagw.errors import ZtnaError
+from ztnagw.gateway.context import AccessGate, Authorization, RequestContext, VipSite
+from ztnagw.gateway.interfaces import ITunnelHandler
+from ztnagw.gateway.matching import HTTP_SERVICES, TCP_FORWARDING, Match
+from ztnagw.gateway.realservers import NoUsableRealServer, RealServerRoute, RealServerRouter
+from ztnagw.gateway.resolver import NameNotResolved
+from ztnagw.gateway.sessions import LiveSession
+from ztnagw.http.client import PoolSettings, UpstreamResponse
+from ztnagw.http.errors import (
+    REASONS,
+    ConnectFailed,
+    ConnectTimeout,
+    RequestBodyFailed,
+    ResponseTimeout,
+)
+from ztnagw.http.headers import Headers, withoutHopByHop
+from ztnagw.http.interfaces import IBodyConsumer, IBodySource, IErrorPageRenderer, IRequestHandler
+from ztnagw.http.limits import ServerLimits
+from ztnagw.http.pool import UpstreamPool
+from ztnagw.http.server import HTTPServerFactory, HTTPServerProtocol, Request
+from ztnagw.logs import (
+    ACCEPT,
+    CLIENT_RST,
+    CLOSE,
+    DNS,
+    HTTP,
+    HTTPS,
+    IP_CONN,
+    SERVER_RST,
+    TIMEOUT,
+)
+from ztnagw.tls.server import HandshakeFacts, HandshakeIncomplete, NotVerifiedHere, handshakeFacts
+
+__all__ = [
+    "AccessProxyHandler",
+    "GatewayErrorPages",
+    "UnbuiltTunnels",
+    "UpstreamPools",
+    "VipHTTPFactory",
+    "isTunnelRequest",
+    "upstreamHeaders",
+]
+
+_log = Logger()
+
+#: The Upgrade token of FortiClient's TCP forwarding requests.
+TUNNEL_UPGRADE = b"tcp-forwarding/1.0"
+
+#: Fields that carry the client's identity to real servers.  The gateway
+#: sets the first three itself; client copies of all of them are removed
+#: (after hop-by-hop processing, so that naming one in Connection cannot
+#: smuggle it through), because a real server may trust any of them.
+FORWARDING_FIELDS = (
+    b"x-forwarded-for",
+    b"x-forwarded-proto",
+    b"x-forwarded-host",
+    b"forwarded",
+    b"x-real-ip",
+)
+
+
+def isTunnelRequest(request: Request) -> bool:
+    """
+    Whether C{request} is a TCP forwarding tunnel request: C{GET /tcp}
+    (with any query) asking to upgrade to C{tcp-forwarding/1.0}.
+    """
+    upgrade = request.upgrade
+    if upgrade is None or request.method != b"GET":
+        return False
+    path = request.path
+    return upgrade.strip().lower() == TUNNEL_UPGRADE and (
+        path == b"/tcp" or path.startswith(b"/tcp?")
+    )
+
+
+def upstreamHeaders(
+    headers: Headers,
+    clientIp: str,
+    clientHost: bytes | None,
+    hostHeader: bytes | None,
+    scheme: bytes = b"https",
+) -> list[tuple[bytes, bytes]]:
+    """
+    The fields a real server gets for a client request.
+
+    Hop-by-hop fields (and those named in C{Connection}) are removed first;
+    then every client copy of L{FORWARDING_FIELDS}; then the gateway sets
+    C{X-Forwarded-For} to the client's address (a chain sent by the client
+    is not trusted, so it is replaced, not appended to),
+    C{X-Forwarded-Proto} and C{X-Forwarded-Host} (the client's C{Host}).
+    C{Host} becomes C{hostHeader} when given, else stays the client's.
+    Repeated fields are kept, in order.
+
+    @param headers: the client request's fields.
+    @param clientIp: the client's address.
+    @param clientHost: the client's C{Host}, if any.
+    @param hostHeader: the C{Host} for the real server, or C{None} to keep
+        the client's.
+    @param scheme: how the client reached the gateway.
+    @return: C{(name, value)} pairs, C{Host} first.
+    """
+    host = hostHeader if hostHeader is not None else clientHost
+    pairs: list[tuple[bytes, bytes]] = []
+    if host is not None:
+        pairs.append((b"Host", host))
+    for name, value in withoutHopByHop(headers).pairs():
+        lower = name.lower()
+        if lower == b"host" or lower in FORWARDING_FIELDS:
+            continue
+        pairs.append((name, value))
+    pairs.append((b"X-Forwarded-For", clientIp.encode("ascii")))
+    pairs.append((b"X-Forwarded-Proto", scheme))
+    if clientHost is not None:
+        pairs.append((b"X-Forwarded-Host", clientHost))
+    return pairs
+
+
+@implementer(IErrorPageRenderer)
+class GatewayErrorPages:
+    """
+    The HTTP layer's own error responses (400, 408, 413, 414, 431...) in
+    the look of the block pages.
+    """
+
+    def renderError(self, status: int, reason: bytes, detail: str) -> tuple[bytes, bytes]:
+        """
+        @see: L{IErrorPageRenderer.renderError}
+        """
+        known = GATEWAY_ERRORS.get(status)
+        title = known.title if known is not None else reason.decode("ascii", "replace")
+        _, headers, body = renderErrorPage(status, title, detail, None)
+        contentType = dict((n.lower(), v) for n, v in headers)[b"content-type"]
+        return contentType, body
+
+
+def _errorPage(request: Request, status: int, detail: str | None = None) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    known = GATEWAY_ERRORS.get(status)
+    title = known.title if known is not None else REASONS.get(status, b"Error").decode()
+    text = detail if detail is not None else (known.detail if known is not None else title)
+    return renderErrorPage(status, title, text, request.headers.get(b"accept"))
+
+
+def _send(request: Request, page: tuple[int, list[tuple[bytes, bytes]], bytes]) -> None:
+    status, headers, body = page
+    response = request.response
+    if not response.headWritten and not response.finished:
+        response.respond(status, REASONS.get(status, b"Error"), headers, body)
+
+
+def _errorResponse(request: Request, status: int, detail: str | None = None) -> None:
+    _send(request, _errorPage(request, status, detail))
+
+
+class UpstreamPools:
+    """
+    The process's upstream connection pools: one per distinct pair of
+    api-gateway timeouts (C{connect-timeout}, C{response-timeout}), which
+    is one pool in the common case.  Per-key limits are raised above the
+    HTTP layer's default, as a gateway talks to few real servers a lot.
+    """
+
+    def __init__(self, reactor: Any, maxIdlePerKey: int = 64) -> None:
+        """
+        @param reactor: the reactor (TCP connections and timers).
+        @param maxIdlePerKey: idle keep-alive connections kept per real
+            server.
+        """
+        self._reactor = reactor
+        self._maxIdlePerKey = maxIdlePerKey
+        self._pools: dict[tuple[float, float], UpstreamPool] = {}
+
+    def forApiGateway(self, apiGateway: ApiGateway) -> UpstreamPool:
+        """
+        The pool with C{apiGateway}'s timeouts.
+        """
+        key = (float(apiGateway.connectTimeout), float(apiGateway.responseTimeout))
+        pool = self._pools.get(key)
+        if pool is None:
+            pool = UpstreamPool(
+                self._reactor,
+                PoolSettings(
+                    connectTimeout=key[0],
+                    responseTimeout=key[1],
+                    maxIdlePerKey=self._maxIdlePerKey,
+                ),
+            )
+            self._pools[key] = pool
+        return pool
+
+    def closeIdle(self) -> None:
+        """
+        Close every idle connection (at shutdown).
+        """
+        for pool in self._pools.values():
+            pool.closeIdle()
+
+
+@implementer(ITunnelHandler)
+class UnbuiltTunnels:
+    """
+    The tunnel handler until the TCP forwarding access proxy is built: a
+    VIP without a C{tcp-forwarding} api-gateway answers 021, as it will
+    then; one with such an api-gateway answers 501 and says why.
+    """
+
+    def handleTunnelRequest(self, request: Request, context: RequestContext) -> None:
+        """
+        @see: L{ITunnelHandler.handleTunnelRequest}
+        """
+        match = context.matcher.match(request.host, request.path, TCP_FORWARDING)
+        if match is None:
+            context.deny(
+                request,
+                errors.NO_APPLICATION,
+                destination=request.path,
+                logDetail="no api-gateway with service tcp-forwarding",
+                hostname=request.host,
+                url=request.path,
+            )
+            return
+        _errorResponse(
+            request,
+            501,
+            "TCP forwarding tunnels are not available on this gateway yet.",
+        )
+
+
+class _ConnectionState:
+    """
+    What the handler keeps about one client connection: its handshake, the
+    live session of its device, the exchange in progress.
+    """
+
+    def __init__(self, connection: Any, handshake: HandshakeFacts, sourceIp: ipaddress.IPv4Address,
+                 sourcePort: int, localIp: ipaddress.IPv4Address, localPort: int) -> None:
+        self.connection = connection
+        self.handshake = handshake
+        self.sourceIp = sourceIp
+        self.sourcePort = sourcePort
+        self.localIp = localIp
+        self.localPort = localPort
+        self.session: LiveSession | None = None
+        self.active: _Exchange | None = None
+        self.lost = False
+
+    def track(self, context: RequestContext, authorization: Authorization, apiGatewayId: int) -> None:
+        """
+        The connection served (or is serving) the device behind
+        C{authorization}: register it as a live session, or tell its
+        session of the new decision.
+        """
+        if self.lost:
+            return
+        if self.session is not None and not self.session.ended:
+            self.session.update(authorization)
+            return
+        self.session = context.openSession(
+            authorization, self.closeForSession, service=HTTPS, apiGatewayId=apiGatewayId
+        )
+
+    def closeForSession(self, authorization: Authorization) -> None:
+        """
+        The session tracker ends this connection: its device is no longer
+        allowed.  A response in progress is cut off (the client sees the
+        truncation); an idle connection is closed.
+        """
+        self.session = None
+        active = self.active
+        if active is not None:
+            active.endedBySession(authorization)
+        else:
+            self.connection.transport.loseConnection()
+
+    def connectionLost(self) -> None:
+        """
+        The client connection is gone.
+        """
+        self.lost = True
+        session, self.session = self.session, None
+        if session is not None:
+            session.end()
+
+
+class _VipProtocol(HTTPServerProtocol):
+    """
+    The HTTP server protocol of a VIP: tells the handler's connection state
+    when the connection is gone (the HTTP layer tells only a request in
+    progress).
+    """
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        """
+        See L{HTTPServerProtocol.connectionLost}.
+        """
+        HTTPServerProtocol.connectionLost(self, reason)
+        connection = self.connection
+        state = connection.state if connection is not None else None
+        if isinstance(state, _ConnectionState):
+            state.connectionLost()
+
+
+class VipHTTPFactory(HTTPServerFactory):
+    """
+    Builds the HTTP server protocols of one VIP.
+    """
+
+    def buildProtocol(self, addr: object) -> HTTPServerProtocol:
+        """
+        A new connection's protocol.
+        """
+        protocol = _VipProtocol(self.handler, self.clock, self.limits, self.errorPages)
+        protocol.factory = self
+        return protocol
+
+
+def serverLimits(accessProxy: Any) -> ServerLimits:
+    """
+    The HTTP server limits an access proxy configures (its C{http-*}
+    options); the defaults for a VIP without one.
+    """
+    if accessProxy is None:
+        return ServerLimits()
+    return ServerLimits(
+        # The request line holds the method and version around the URL.
+        maxRequestLineLength=accessProxy.httpMaxUrlLength + 32,
+        maxHeadBytes=accessProxy.httpMaxHeaderSize,
+        maxHeaderCount=accessProxy.httpMaxHeaderCount,
+        headTimeout=float(accessProxy.httpHeaderTimeout),
+        idleTimeout=float(accessProxy.httpKeepaliveTimeout),
+    )
+
+
+def _ipv4(host: str) -> ipaddress.IPv4Address:
+    address = ipaddress.ip_address(host.split("%", 1)[0])
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is None:
+            raise ValueError(f"{host} is not an IPv4 client")
+        return address.ipv4_mapped
+    return address
+
+
+@implementer(IRequestHandler)
+class AccessProxyHandler:
+    """
+    The request handler of one VIP (see the module docstring).
+    """
+
+    def __init__(
+        self,
+        site: VipSite,
+        gate: AccessGate,
+        router: RealServerRouter,
+        pools: UpstreamPools,
+        clock: IReactorTime,
+        tunnels: ITunnelHandler | None = None,
+        handshakeFactsOf: Callable[[object], HandshakeFacts] = handshakeFacts,
+    ) -> None:
+        """
+        @param site: what the VIP serves.
+        @param gate: the authorize path.
+        @param router: chooses real servers.
+        @param pools: the upstream connection pools.
+        @param clock: the reactor's clock.
+        @param tunnels: serves tunnel requests (L{UnbuiltTunnels} when not
+            given).
+        @param handshakeFactsOf: what the TLS handshake of a connection
+            captured, from its transport (tests replace it).
+        """
+        self.site = site
+        self.gate = gate
+        self.router = router
+        self.pools = pools
+        self.clock = clock
+        self.tunnels: ITunnelHandler = tunnels if tunnels is not None else UnbuiltTunnels()
+        self._handshakeFactsOf = handshakeFactsOf
+
+    def _state(self, request: Request) -> _ConnectionState:
+        connection = request.connection
+        state = connection.state
+        if isinstance(state, _ConnectionState):
+            return state
+        facts = self._handshakeFactsOf(connection.transport)
+        vip = self.site.vip
+        localIp = vip.extip
+        if localIp is None or localIp == ipaddress.IPv4Address(0):
+            localIp = _ipv4(connection.host.host)
+        state = _ConnectionState(
+            connection,
+            facts,
+            _ipv4(connection.peer.host),
+            connection.peer.port,
+            localIp,
+            connection.host.port,
+        )
+        connection.state = state
+        return state
+
+    def requestReceived(self, request: Request) -> None:
+        """
+        @see: L{IRequestHandler.requestReceived}
+        """
+        try:
+            state = self._state(request)
+        except (NotVerifiedHere, HandshakeIncomplete, ValueError, AttributeError):
+            # No handshake record (or not an IPv4 client): nothing can be
+            # judged, so nothing is admitted.
+            _log.failure("cannot authorize a request on VIP {vip}", vip=self.site.vip.name)
+            _errorResponse(request, 500, "The gateway cannot check this connection.")
+            return
+        context = RequestContext(
+            site=self.site,
+            handshake=state.handshake,
+            sourceIp=state.sourceIp,
+            sourcePort=state.sourcePort,
+            localIp=state.localIp,
+            localPort=state.localPort,
+            sessionId=self.gate.newSessionId(),
+            received=self.clock.seconds(),
+            gate=self.gate,
+        )
+        if isTunnelRequest(request):
+            try:
+                self.tunnels.handleTunnelRequest(request, context)
+            except Exception:
+                _log.failure("tunnel handler failed for {request!r}", request=request)
+                if not request.response.headWritten:
+                    _errorResponse(request, 500, "The tunnel request could not be handled.")
+                else:
+                    request.response.abort()
+            return
+        _Exchange(self, request, context, state).start()
+
+
+@implementer(IBodySource)
+class _CountingBody:
+    """
+    The client's request body on its way upstream, counted.
+    """
+
+    def __init__(self, request: Request, exchange: _Exchange) -> None:
+        self._request = request
+        self._exchange = exchange
+        self.bodyLength = request.bodyLength
+
+    def deliverBody(self, consumer: IBodyConsumer) -> None:
+        """
+        @see: L{IBodySource.deliverBody}
+        """
+        self._request.deliverBody(_CountingConsumer(consumer, self._exchange))
+
+
+@implementer(IBodyConsumer)
+class _CountingConsumer:
+    """
+    Passes a request body on, counting it and keeping the exchange's idle
+    timer alive.
+    """
+
+    __slots__ = ("_consumer", "_exchange")
+
+    def __init__(self, consumer: IBodyConsumer, exchange: _Exchange) -> None:
+        self._consumer = consumer
+        self._exchange = exchange
+
+    def bodyStarted(self, producer: IPushProducer) -> None:
+        """
+        @see: L{IBodyConsumer.bodyStarted}
+        """
+        self._consumer.bodyStarted(producer)
+
+    def bodyDataReceived(self, data: bytes) -> None:
+        """
+        @see: L{IBodyConsumer.bodyDataReceived}
+        """
+        exchange = self._exchange
+        exchange.lanIn += len(data)
+        exchange.lastActivity = exchange.clock.seconds()
+        self._consumer.bodyDataReceived(data)
+
+    def bodyFinished(self) -> None:
+        """
+        @see: L{IBodyConsumer.bodyFinished}
+        """
+        self._consumer.bodyFinished()
+
+    def bodyFailed(self, reason: Failure) -> None:
+        """
+        @see: L{IBodyConsumer.bodyFailed}
+        """
+        self._consumer.bodyFailed(reason)
+
+
+@implementer(IBodyConsumer)
+class _ResponseRelay:
+    """
+    Relays the real server's response body to the client with
+    backpressure, counting it; a failed body aborts the client response.
+    """
+
+    __slots__ = ("_exchange",)
+
+    def __init__(self, exchange: _Exchange) -> None:
+        self._exchange = exchange
+
+    def bodyStarted(self, producer: IPushProducer) -> None:
+        """
+        @see: L{IBodyConsumer.bodyStarted}
+        """
+        self._exchange.request.response.registerProducer(producer, True)
+
+    def bodyDataReceived(self, data: bytes) -> None:
+        """
+        @see: L{IBodyConsumer.bodyDataReceived}
+        """
+        exchange = self._exchange
+        exchange.wanIn += len(data)
+        exchange.lastActivity = exchange.clock.seconds()
+        exchange.request.response.write(data)
+
+    def bodyFinished(self) -> None:
+        """
+        @see: L{IBodyConsumer.bodyFinished}
+        """
+        response = self._exchange.request.response
+        response.unregisterProducer()
+        if not response.finished:
+            response.finish()
+
+    def bodyFailed(self, reason: Failure) -> None:
+        """
+        @see: L{IBodyConsumer.bodyFailed}
+        """
+        self._exchange.upstreamBodyFailed(reason)
+
+
+class _Exchange:
+    """
+    One proxied request, from its head to its traffic log line.
+    """
+
+    def __init__(self, handler: AccessProxyHandler, request: Request, context: RequestContext,
+                 state: _ConnectionState) -> None:
+        self.handler = handler
+        self.request = request
+        self.context = context
+        self.state = state
+        self.clock = handler.clock
+        self.match: Match | None = None
+        self.authorization: Authorization | None = None
+        self.route: RealServerRoute | None = None
+        self.pending: Deferred[Any] | None = None
+        self.upstream: UpstreamResponse | None = None
+        self.gone = False
+        self.logged = False
+        self.lanIn = 0
+        self.wanIn = 0
+        self.lastActivity = self.clock.seconds()
+        self.idleTimeout = 0.0
+        self._timer: IDelayedCall | None = None
+
+    # The steps.
+
+    def start(self) -> None:
+        request = self.request
+        context = self.context
+        self.state.active = self
+        request.response.notifyFinish().addCallbacks(self._responseFinished, self._clientGone)
+        match = context.matcher.match(request.host, request.path, HTTP_SERVICES)
+        if match is None:
+            accessProxy = context.accessProxy
+            self._deny(
+                errors.NO_APPLICATION,
+                None,
+                f"no api-gateway of access proxy "
+                f"{accessProxy.name if accessProxy else '(none)'} matches host "
+                f"{request.host!r} path {request.path!r}",
+            )
+            return
+        self.match = match
+        if context.misdirected(match.virtualHostName):
+            _errorResponse(request, 421)
+            return
+        authorization = context.authorize(match.virtualHostName, request.headers.getAll(b"user-agent"))
+        self.authorization = authorization
+        if not authorization.allowed:
+            assert authorization.decision.error is not None
+            self._deny(authorization.decision.error, authorization)
+            return
+        self.state.track(context, authorization, match.apiGateway.id)
+        self.idleTimeout = float(match.apiGateway.idleTimeoutInEffect)
+        self.pending = self.handler.router.chooseRealServer(match.apiGateway, request)
+        self.pending.addCallbacks(self._routed, self._unrouted)
+
+    def _service(self) -> str:
+        match = self.match
+        return HTTP if match is not None and match.apiGateway.service == "http" else HTTPS
+
+    def _destination(self) -> bytes:
+        return b"https://" + (self.request.host or b"") + self.request.path
+
+    def _deny(self, error: ZtnaError, authorization: Authorization | None, logDetail: str | None = None,
+              action: str = "deny") -> None:
+        self.logged = True
+        self._stop()
+        match = self.match
+        route = self.route
+        request = self.request
+        self.context.deny(
+            request,
+            error,
+            authorization,
+            logDetail=logDetail,
+            destination=self._destination(),
+            service=self._service(),
+            action=action,
+            hostname=request.host,
+            url=request.path,
+            apiGatewayId=match.apiGateway.id if match is not None else None,
+            realServerId=route.realServer.id if route is not None else None,
+            dstIp=route.address if route is not None else None,
+            dstPort=route.port if route is not None else None,
+            lanIn=self.lanIn,
+        )
+
+    def _routed(self, route: RealServerRoute) -> None:
+        self.pending = None
+        if self.gone:
+            return
+        self.route = route
+        request = self.request
+        context = self.context
+        scheme = b"https"
+        headers = upstreamHeaders(
+            request.headers, str(context.sourceIp), request.host, route.hostHeader, scheme
+        )
+        if not any(name == b"Host" for name, _ in headers[:1]):
+            headers.insert(0, (b"Host", route.name.encode("ascii")))
+        body = _CountingBody(request, self) if request.bodyLength != 0 else None
+        pool = self.handler.pools.forApiGateway(route.apiGateway)
+        try:
+            self.pending = pool.request(route.key, request.method, request.path, headers, body)
+        except ValueError as e:
+            self._failed(502, SERVER_RST, f"cannot send the request upstream: {e}")
+            return
+        self.pending.addCallbacks(self._responded, self._upstreamFailed)
+        self.lastActivity = self.clock.seconds()
+        self._arm()
+
+    def _unrouted(self, failure: Failure) -> None:
+        self.pending = None
+        if self.gone:
+            return
+        if failure.check(NoUsableRealServer):
+            self._deny(errors.NO_REAL_SERVER, self.authorization, failure.getErrorMessage())
+        elif failure.check(NameNotResolved):
+            self._deny(errors.DNS_FAILURE, self.authorization, failure.getErrorMessage(), action=DNS)
+        else:
+            _log.failure("while choosing a real server", failure)
+            self._deny(errors.NO_REAL_SERVER, self.authorization, "internal error choosing a real server")
+
+    def _responded(self, upstream: UpstreamResponse) -> None:
+        self.pending = None
+        self.upstream = upstream
+        if self.gone:
+            upstream.abort()
+            return
+        self.lastActivity = self.clock.seconds()
+        response = self.request.response
+        if upstream.status < 200:
+            # Nothing asked the real server to switch protocols.
+            upstream.abort()
+            self._failed(502, SERVER_RST, f"the real server answered {upstream.status}")
+            return
+        headers = withoutHopByHop(upstream.headers)
+        try:
+            response.writeHead(upstream.status, upstream.reason, headers, upstream.length)
+        except ValueError:
+            try:
+                response.writeHead(
+                    upstream.status, REASONS.get(upstream.status, b"Unknown"), headers, upstream.length
+                )
+            except ValueError as e:
+                upstream.abort()
+                self._failed(502, SERVER_RST, f"unusable response from the real server: {e}")
+                return
+        upstream.deliverBody(_ResponseRelay(self))
+
+    def _upstreamFailed(self, failure: Failure) -> None:
+        self.pending = None
+        if self.gone or failure.check(CancelledError):
+            return
+        reason = failure.getErrorMessage()
+        if self.request.response.headWritten:
+            self._abort(SERVER_RST, reason)
+        elif failure.check(ConnectTimeout):
+            self._failed(504, IP_CONN, reason)
+        elif failure.check(ConnectFailed):
+            self._failed(502, IP_CONN, reason)
+        elif failure.check(ResponseTimeout):
+            self._failed(504, TIMEOUT, reason)
+        elif failure.check(RequestBodyFailed):
+            # The client's body failed (it went away, or broke framing):
+            # the HTTP layer answers or has closed; log it as the client's.
+            self._finish(CLIENT_RST, reason)
+        else:
+            self._failed(502, SERVER_RST, reason)
+
+    def upstreamBodyFailed(self, reason: Failure) -> None:
+        """
+        The response body broke off (the real server reset or closed too
+        early): the client must see a truncated response.
+        """
+        self._abort(SERVER_RST, reason.getErrorMessage())
+
+    def endedBySession(self, authorization: Authorization) -> None:
+        """
+        The session tracker ended the connection while this exchange ran.
+        """
+        decision = authorization.decision
+        self._finish(CLOSE, decision.reason, decision.error)
+        self._cancelUpstream()
+        self.request.response.abort()
+        self.request.connection.transport.abortConnection()
+
+    # Endings.
+
+    def _failed(self, status: int, action: str, detail: str) -> None:
+        route = self.route
+        where = f" ({route.name}:{route.port})" if route is not None else ""
+        _log.info("Request {sessionId} failed upstream{where}: {detail}",
+                  sessionId=self.context.sessionId, where=where, detail=detail)
+        page = _errorPage(self.request, status)
+        # Logged before the answer is sent: sending finishes the response,
+        # which would log it as accepted.
+        self._finish(action, detail, lanOut=len(page[2]))
+        _send(self.request, page)
+
+    def _abort(self, action: str, detail: str) -> None:
+        self._finish(action, detail)
+        self._cancelUpstream()
+        self.request.response.abort()
+
+    def _responseFinished(self, ignored: object) -> None:
+        self._finish(ACCEPT, None)
+
+    def _clientGone(self, failure: Failure) -> None:
+        self.gone = True
+        self._cancelUpstream()
+        self._finish(CLIENT_RST, failure.getErrorMessage())
+
+    def _cancelUpstream(self) -> None:
+        pending, self.pending = self.pending, None
+        if pending is not None:
+            pending.cancel()
+        upstream, self.upstream = self.upstream, None
+        if upstream is not None:
+            upstream.abort()
+
+    def _stop(self) -> None:
+        if self.state.active is self:
+            self.state.active = None
+        timer, self._timer = self._timer, None
+        if timer is not None and timer.active():
+            timer.cancel()
+
+    def _finish(self, action: str, detail: str | None, error: ZtnaError | None = None, lanOut: int | None = None) -> None:
+        self._stop()
+        if self.logged:
+            return
+        self.logged = True
+        route = self.route
+        match = self.match
+        request = self.request
+        self.context.logTraffic(
+            self.authorization,
+            action=action,
+            service=self._service(),
+            error=error,
+            detail=detail,
+            hostname=request.host,
+            url=request.path,
+            apiGatewayId=match.apiGateway.id if match is not None else None,
+            realServerId=route.realServer.id if route is not None else None,
+            dstIp=route.address if route is not None else None,
+            dstPort=route.port if route is not None else None,
+            lanIn=self.lanIn,
+            lanOut=self.wanIn if lanOut is None else lanOut,
+            wanIn=self.wanIn,
+            wanOut=self.lanIn,
+            userAgents=request.headers.getAll(b"user-agent"),
+        )
+
+    # The idle timeout.
+
+    def _arm(self) -> None:
+        if self.idleTimeout <= 0 or self.logged:
+            return
+        delay = max(0.0, self.lastActivity + self.idleTimeout - self.clock.seconds())
+        self._timer = self.clock.callLater(delay, self._idleCheck)
+
+    def _idleCheck(self) -> None:
+        self._timer = None
+        if self.logged:
+            return
+        if self.clock.seconds() - self.lastActivity < self.idleTimeout:
+            self._arm()
+            return
+        detail = f"no byte in either direction for {self.idleTimeout:g} s (idle-timeout)"
+        if self.request.response.headWritten:
+            self._abort(TIMEOUT, detail)
+        else:
+            self._cancelUpstream()
+            self._failed(504, TIMEOUT, detail)

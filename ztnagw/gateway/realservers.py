@@ -1,0 +1,256 @@
+# -*- test-case-name: tests.gateway.test_realservers -*-
+"""
+Which real server a proxied request goes to, and how to reach it.
+
+An api-gateway lists real servers; this release uses the first usable one
+whose C{status} is C{active}, else the first usable C{standby} one (load
+balancing, persistence and health checks come with real-server pools:
+L{RealServerRouter.chooseRealServer} is the one place they will plug in).
+A real server is usable when it names exactly one host: C{addr-type ip}
+with C{ip}, or with C{address} naming a single address (a /32 subnet or a
+one-address range); C{addr-type fqdn} with C{address} naming an FQDN
+address, resolved when a request needs it (without blocking; failure is
+error 023).  None usable: error 022.
+
+Everything that can be prepared is prepared once, at start-up: the TLS
+client connection creator of each C{service https} real server (verified
+against the C{vpn certificate ca} anchors when C{verify-cert enable}, so a
+missing CA stops the gateway from starting instead of failing requests),
+and the C{Host} header each one gets (C{http-host}, else with
+C{translate-host enable} the real server's own name, else the client's).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Sequence
+
+from attrs import frozen
+from cryptography import x509
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
+from twisted.logger import Logger
+
+from ztnagw.config.model import ApiGateway, Config, RealServer
+from ztnagw.gateway.interfaces import IResolver
+from ztnagw.http.client import UpstreamKey
+from ztnagw.tls.client import ClientCreatorCache, RealServerTrust
+from ztnagw.tls.posture import TLSConfigurationError
+
+__all__ = [
+    "NoUsableRealServer",
+    "RealServerConfigurationError",
+    "RealServerRoute",
+    "RealServerRouter",
+]
+
+_log = Logger()
+
+_ANY = ipaddress.IPv4Address(0)
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+class NoUsableRealServer(Exception):
+    """
+    An api-gateway has no usable real server (error 022).
+    """
+
+
+class RealServerConfigurationError(ValueError):
+    """
+    A real server cannot be used as configured (a C{service https} one with
+    C{verify-cert enable} and no CA, a malformed C{http-host}); the message
+    names it and says what to change.
+    """
+
+
+@frozen
+class RealServerRoute:
+    """
+    Where one request goes.
+
+    @ivar apiGateway: the api-gateway that matched.
+    @ivar realServer: the real server chosen.
+    @ivar address: its address (resolved for an FQDN).
+    @ivar port: its port.
+    @ivar key: the upstream connection pool's key for it.
+    @ivar hostHeader: the C{Host} to send, or C{None} to send the client's.
+    @ivar name: how logs and messages name it (FQDN or address).
+    """
+
+    apiGateway: ApiGateway
+    realServer: RealServer
+    address: ipaddress.IPv4Address
+    port: int
+    key: UpstreamKey
+    hostHeader: bytes | None
+    name: str
+
+
+@frozen
+class _Target:
+    realServer: RealServer
+    ip: ipaddress.IPv4Address | None
+    fqdn: str | None
+    tls: IOpenSSLClientConnectionCreator | None
+    hostHeader: bytes | None
+
+    @property
+    def name(self) -> str:
+        return self.fqdn if self.fqdn is not None else str(self.ip)
+
+
+def _singleAddress(config: Config, name: str) -> ipaddress.IPv4Address | None:
+    address = config.addresses.get(name)
+    if address is None:
+        return None
+    if address.type == "ipmask" and address.subnet.prefixlen == 32:
+        return address.subnet.network_address
+    if address.type == "iprange" and address.startIp is not None and address.startIp == address.endIp:
+        return address.startIp
+    return None
+
+
+def _hostPart(value: str) -> str:
+    # http-host may carry a port; the certificate names the host.
+    if value.startswith("["):
+        return value[1 : value.find("]")] if "]" in value else value[1:]
+    host, colon, port = value.rpartition(":")
+    return host if colon and port.isdigit() else value
+
+
+class RealServerRouter:
+    """
+    Chooses the real server of each request (see the module docstring).
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        resolver: IResolver,
+        creators: ClientCreatorCache,
+        caCertificates: Sequence[x509.Certificate],
+    ) -> None:
+        """
+        Prepare every http/https api-gateway of C{config}.
+
+        @param resolver: resolves FQDN real servers.
+        @param creators: the process's TLS client creators.
+        @param caCertificates: the anchors of every C{vpn certificate ca}.
+        @raise RealServerConfigurationError: a real server cannot be used as
+            configured.
+        """
+        self._resolver = resolver
+        self._targets: dict[int, tuple[list[_Target], list[_Target], ApiGateway]] = {}
+        for accessProxy in config.accessProxies.values():
+            for apiGateway in accessProxy.apiGateways.values():
+                if apiGateway.service not in _DEFAULT_PORTS:
+                    continue
+                active: list[_Target] = []
+                standby: list[_Target] = []
+                for realServer in apiGateway.realServers.values():
+                    where = (
+                        f"access-proxy {accessProxy.name!r} api-gateway "
+                        f"{apiGateway.id} real server {realServer.id}"
+                    )
+                    target = self._compile(config, apiGateway, realServer, creators, tuple(caCertificates), where)
+                    if target is None:
+                        continue
+                    if realServer.status == "active":
+                        active.append(target)
+                    elif realServer.status == "standby":
+                        standby.append(target)
+                self._targets[id(apiGateway)] = (active, standby, apiGateway)
+
+    def _compile(
+        self,
+        config: Config,
+        apiGateway: ApiGateway,
+        realServer: RealServer,
+        creators: ClientCreatorCache,
+        caCertificates: tuple[x509.Certificate, ...],
+        where: str,
+    ) -> _Target | None:
+        ip: ipaddress.IPv4Address | None = None
+        fqdn: str | None = None
+        if realServer.addrType == "ip":
+            if realServer.ip != _ANY:
+                ip = realServer.ip
+            elif realServer.address is not None:
+                ip = _singleAddress(config, realServer.address)
+        elif realServer.address is not None:
+            address = config.addresses.get(realServer.address)
+            if address is not None and address.fqdn is not None:
+                fqdn = address.fqdn.lower().rstrip(".")
+        if ip is None and fqdn is None:
+            if realServer.status != "disable":
+                _log.warn(
+                    "{where} names no single host (addr-type ip needs ip or a "
+                    "one-address address; addr-type fqdn an fqdn address): it "
+                    "is never used",
+                    where=where,
+                )
+            return None
+        name = fqdn if fqdn is not None else str(ip)
+        scheme = apiGateway.service
+        if realServer.httpHost:
+            hostHeader: bytes | None = realServer.httpHost.encode("ascii", "replace")
+        elif realServer.translateHost:
+            default = _DEFAULT_PORTS[scheme]
+            hostHeader = (name if realServer.port == default else f"{name}:{realServer.port}").encode("ascii")
+        else:
+            hostHeader = None
+        tls = None
+        if scheme == "https":
+            certificateName = _hostPart(realServer.httpHost) if realServer.httpHost else name
+            trust = RealServerTrust(verify=realServer.verifyCert, caCertificates=caCertificates)
+            try:
+                tls = creators.realServer(certificateName, trust)
+            except TLSConfigurationError as e:
+                hint = (
+                    " (add a 'config vpn certificate ca' entry with the CA that "
+                    "issued the real server's certificate, or set verify-cert "
+                    "disable)"
+                    if realServer.verifyCert and not caCertificates
+                    else ""
+                )
+                raise RealServerConfigurationError(f"{where}: {e}{hint}") from e
+        return _Target(realServer, ip, fqdn, tls, hostHeader)
+
+    def chooseRealServer(self, apiGateway: ApiGateway, request: object = None) -> Deferred[RealServerRoute]:
+        """
+        The real server for a request matched to C{apiGateway}.
+
+        @param request: the request (unused until pools and persistence:
+            the seam they plug into).
+        @return: a Deferred firing with the route, or failing with
+            L{NoUsableRealServer} (022) or
+            L{NameNotResolved<ztnagw.gateway.resolver.NameNotResolved>}
+            (023).
+        """
+        found = self._targets.get(id(apiGateway))
+        if found is None or found[2] is not apiGateway:
+            return fail(NoUsableRealServer(f"api-gateway {apiGateway.id} serves no proxied requests"))
+        active, standby, _ = found
+        targets = active or standby
+        if not targets:
+            return fail(NoUsableRealServer(f"api-gateway {apiGateway.id} has no usable real server"))
+        target = targets[0]
+        if target.ip is not None:
+            return succeed(self._route(apiGateway, target, target.ip))
+        assert target.fqdn is not None
+        return self._resolver.resolve(target.fqdn).addCallback(
+            lambda addresses: self._route(apiGateway, target, addresses[0])
+        )
+
+    def _route(self, apiGateway: ApiGateway, target: _Target, address: ipaddress.IPv4Address) -> RealServerRoute:
+        realServer = target.realServer
+        return RealServerRoute(
+            apiGateway=apiGateway,
+            realServer=realServer,
+            address=address,
+            port=realServer.port,
+            key=UpstreamKey(str(address), realServer.port, target.tls),
+            hostHeader=target.hostHeader,
+            name=target.name,
+        )
