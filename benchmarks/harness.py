@@ -351,7 +351,8 @@ class Bench:
                 self.log(
                     f"  {system} {group} run {run + 1}: {result.requestsPerSecond:,.0f} req/s, "
                     f"p50 {result.latencyUs['p50'] / 1000:.2f} ms, p99 {result.latencyUs['p99'] / 1000:.2f} ms, "
-                    f"errors {result.failures}; wrk CPU {loadCpu:.0%}, {system} CPU {gatewayCpu:.0%}"
+                    f"errors {result.failures}; wrk CPU {loadCpu:.0%}"
+                    + (f", {system} CPU {gatewayCpu:.0%}" if gateway is not None else "")
                 )
 
     @staticmethod
