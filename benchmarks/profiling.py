@@ -44,12 +44,17 @@ class ProfileSummary:
 
     @ivar samples: samples read.
     @ivar selfTime: functions by time spent in them, largest first.
-    @ivar inclusive: functions by time spent in them and their callees.
+    @ivar inclusive: functions by time spent in them and their callees,
+        leaving out the frames under which (nearly) every sample lies (the
+        interpreter's start and the event loop say nothing).
+    @ivar byFile: source files by self time: where the time goes, module
+        by module (C{OpenSSL/SSL.py}, C{ztnagw/http/server.py}, ...).
     """
 
     samples: int
     selfTime: tuple[HotSpot, ...]
     inclusive: tuple[HotSpot, ...]
+    byFile: tuple[HotSpot, ...] = ()
 
 
 def frameName(frame: str) -> str:
@@ -75,7 +80,11 @@ def parseCollapsed(lines: Iterable[str]) -> list[tuple[list[str], int]]:
         stack, _, count = line.rpartition(" ")
         if not stack or not count.isdigit():
             raise ProfileError(f"line {number} is not a collapsed stack: {line[:200]!r}")
-        stacks.append(([frameName(f) for f in stack.split(";") if f.strip()], int(count)))
+        frames = [frameName(f) for f in stack.split(";") if f.strip()]
+        # py-spy --subprocesses puts the process ("process 42:...") first.
+        if frames and frames[0].startswith("process "):
+            frames = frames[1:]
+        stacks.append((frames, int(count)))
     return stacks
 
 
@@ -87,12 +96,14 @@ def summarise(lines: Iterable[str], top: int = 12) -> ProfileSummary:
     """
     selfCounts: Counter[str] = Counter()
     inclusiveCounts: Counter[str] = Counter()
+    fileCounts: Counter[str] = Counter()
     total = 0
     for frames, count in parseCollapsed(lines):
         if not frames:
             continue
         total += count
         selfCounts[frames[-1]] += count
+        fileCounts[_fileOf(frames[-1])] += count
         for frame in set(frames):
             inclusiveCounts[frame] += count
     if total == 0:
@@ -101,7 +112,25 @@ def summarise(lines: Iterable[str], top: int = 12) -> ProfileSummary:
     def spots(counts: Counter[str]) -> tuple[HotSpot, ...]:
         return tuple(HotSpot(name, n / total) for name, n in counts.most_common(top))
 
-    return ProfileSummary(samples=total, selfTime=spots(selfCounts), inclusive=spots(inclusiveCounts))
+    below = Counter({name: n for name, n in inclusiveCounts.items() if n < _EVERYWHERE * total})
+    return ProfileSummary(
+        samples=total, selfTime=spots(selfCounts), inclusive=spots(below), byFile=spots(fileCounts)
+    )
+
+
+#: Share of the samples above which a frame is "everywhere" (the
+#: interpreter's start, the reactor's loop) and left out of the inclusive
+#: list.
+_EVERYWHERE = 0.95
+
+
+def _fileOf(frame: str) -> str:
+    """
+    The source file of a frame name, C{"write (a/b.py)"} → C{"a/b.py"}.
+    """
+    if frame.endswith(")") and " (" in frame:
+        return frame[frame.rindex(" (") + 2 : -1]
+    return frame
 
 
 def renderSummary(title: str, summary: ProfileSummary, rows: int = 10) -> str:
@@ -109,7 +138,9 @@ def renderSummary(title: str, summary: ProfileSummary, rows: int = 10) -> str:
     A Markdown table of one profile's hot spots.
     """
     lines = [
-        f"**{title}** ({summary.samples} samples)",
+        f"**{title}** ({summary.samples} samples; by file, self time: "
+        + ", ".join(f"{s.function} {s.share * 100:.0f} %" for s in summary.byFile[:6])
+        + ")",
         "",
         "| self % | function | | inclusive % | function |",
         "|---:|---|---|---:|---|",

@@ -33,9 +33,17 @@ class SummaryTests(SynchronousTestCase):
         self.assertEqual(summary.selfTime[0].function, "dataReceived (tls.py)")
         self.assertAlmostEqual(summary.selfTime[0].share, 0.8)
         inclusive = {s.function: s.share for s in summary.inclusive}
-        self.assertAlmostEqual(inclusive["run (base.py)"], 1.0)
+        self.assertNotIn("run (base.py)", inclusive)  # in every sample: says nothing
         self.assertAlmostEqual(inclusive["doRead (tcp.py)"], 0.8)
         self.assertAlmostEqual(inclusive["parse (parser.py)"], 0.2)
+        self.assertEqual([(s.function, s.share) for s in summary.byFile], [("tls.py", 0.8), ("parser.py", 0.2)])
+
+    def test_processFrame(self) -> None:
+        """
+        The process frame py-spy puts first with --subprocesses is dropped.
+        """
+        stacks = parseCollapsed(['process 42:"python x.py";main (x.py:3);work (x.py:9) 4\n'])
+        self.assertEqual(stacks, [(["main (x.py)", "work (x.py)"], 4)])
 
     def test_malformed(self) -> None:
         """
@@ -61,9 +69,11 @@ class SummaryTests(SynchronousTestCase):
         if not stacks:
             return
         self.assertAlmostEqual(sum(s.share for s in summary.selfTime), 1.0)
+        self.assertAlmostEqual(sum(s.share for s in summary.byFile), 1.0)
         inclusive = {s.function: s.share for s in summary.inclusive}
         for spot in summary.selfTime:
-            self.assertGreaterEqual(inclusive[spot.function] + 1e-9, spot.share)
+            if spot.function in inclusive:
+                self.assertGreaterEqual(inclusive[spot.function] + 1e-9, spot.share)
 
     @given(st.text())
     def test_anyText(self, text) -> None:
@@ -87,9 +97,9 @@ class SummaryTests(SynchronousTestCase):
         The rendering lists both columns with percentages.
         """
         text = renderSummary("Load 1", summarise(SAMPLE))
-        self.assertIn("**Load 1** (100 samples)", text)
-        self.assertIn("\n| 80.0 | `dataReceived (tls.py)` | | 100.0 | ", text)
-        self.assertIn("| 100.0 | `<module> (twistd)` |", text)
+        self.assertIn("**Load 1** (100 samples; by file, self time: tls.py 80 %, parser.py 20 %)", text)
+        self.assertIn("\n| 80.0 | `dataReceived (tls.py)` | | 80.0 | ", text)
+        self.assertIn("| 20.0 | `parse (parser.py)` |", text)
 
     def test_command(self) -> None:
         """
