@@ -19,7 +19,8 @@ from twisted.logger import Logger
 from ztnagw.ems.service import EmsService, gatewayAddresses
 from ztnagw.ems.stores import SharedStore
 from ztnagw.ems.telemetry import onNetChecker
-from ztnagw.logs import LoggerLogDestination, LogWriter
+from ztnagw.gateway.runtime import AccessProxyService, LogFilesService, logDestinations
+from ztnagw.logs import LogWriter
 from ztnagw.registry import openStore
 from ztnagw.registry.index import EndpointIndex
 from ztnagw.startup import PreparedGateway, enabledEms
@@ -82,6 +83,7 @@ class GatewayService(MultiService):
         (VIPs, EMS listeners) shares.
     @ivar logWriter: where event and traffic logs go.
     @ivar emsServices: the listener service of each enabled EMS, by id.
+    @ivar accessProxies: the VIP listeners and what they share.
     """
 
     def __init__(
@@ -113,7 +115,7 @@ class GatewayService(MultiService):
             reactor,
         )
         self.logWriter = LogWriter(
-            reactor, [LoggerLogDestination()], deviceName=config.systemGlobal.hostname
+            reactor, logDestinations(config), deviceName=config.systemGlobal.hostname
         )
         self.emsServices: dict[int, EmsService] = {}
         for ems in enabledEms(config):
@@ -131,6 +133,11 @@ class GatewayService(MultiService):
             )
             self.emsServices[ems.id] = service
             service.setServiceParent(self)
+        LogFilesService(self.logWriter, reactor).setServiceParent(self)
+        self.accessProxies = AccessProxyService(
+            prepared, reactor, self.indexes, self.verifier, self.logWriter
+        )
+        self.accessProxies.setServiceParent(self)
 
     def startService(self) -> None:
         """

@@ -192,12 +192,12 @@ class SystemGlobal(ConfigObject):
     )
     logFile: str | None = option(
         "log-file",
-        FilePath("state"),
+        FilePath("config"),
         origin=EXTENSION,
         help="File that traffic and event log lines are appended to "
         "(created with mode 0600, reopened on SIGHUP for log rotation); a "
-        "relative path is relative to the state directory.  Lines always "
-        "go to twistd's log too.",
+        "relative path is relative to the configuration file's directory.  "
+        "Lines always go to twistd's log too.",
     )
     logFormat: str = option(
         "log-format",
