@@ -46,7 +46,7 @@ from typing import Any, Iterable
 
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
-from twisted.internet.error import ConnectionRefusedError, TimeoutError
+from twisted.internet.error import ConnectionDone, ConnectionRefusedError, TimeoutError
 from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
@@ -539,10 +539,15 @@ class _TunnelRequest:
             or self.clientGone
         ):
             return
+        application = transport.wrappedProtocol
         try:
             transport.dropTLS(_Linger(self.handler.reactor))
         except TLSDropRefused:
             transport.abortConnection()
+            return
+        # The HTTP layer gets no event from the dropped TLS wrapper: finish
+        # it, or its close timer would outlive the connection.
+        application.connectionLost(Failure(ConnectionDone("TLS dropped after a refusal")))
 
     def _clientLeft(self, reason: Failure) -> None:
         self.clientGone = True
