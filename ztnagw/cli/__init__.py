@@ -21,7 +21,7 @@ import sys
 from typing import Sequence
 
 #: Modules of this package that contribute subcommands, in help order.
-AREAS = ("config", "endpoint", "diagnose", "ems", "token")
+AREAS = ("config", "endpoint", "diagnose", "ems", "token", "demo")
 
 #: Where the admin command looks for the configuration by default.
 DEFAULT_CONFIG = "/etc/ztnagw/ztnagw.conf"
