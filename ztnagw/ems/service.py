@@ -203,6 +203,7 @@ class EmsApi:
         gateways: tuple[str, ...] = (),
         threadpool: Any = None,
         limiter: AttemptLimiter | None = None,
+        listenerPin: str | None = None,
     ) -> None:
         """
         @param reactor: the reactor (time, threads).
@@ -221,6 +222,9 @@ class EmsApi:
             enrolled devices.
         @param threadpool: where enrollments run.
         @param limiter: the failed-attempt limiter.
+        @param listenerPin: the listener key's pin, told to devices that
+            enroll with the CA file, so that a later CA rotation does not
+            cut their telemetry (the key outlives rotations).
         """
         self._reactor = reactor
         self._emsId = emsId
@@ -237,6 +241,7 @@ class EmsApi:
         self._gateways = gateways
         self._threadpool = threadpool
         self.limiter = limiter if limiter is not None else AttemptLimiter(reactor.seconds)
+        self._listenerPin = listenerPin
 
     # IRequestHandler
 
@@ -383,6 +388,7 @@ class EmsApi:
                 "gateways": list(self._gateways),
                 "telemetryInterval": telemetryInterval(self._threshold),
                 "created": result.created,
+                "emsPin": self._listenerPin,
             }
 
         def refused(reason: Failure) -> Failure:
@@ -575,6 +581,7 @@ class EmsService(Service):
             logEvent,
             gateways,
             threadpool,
+            listenerPin=listenerCertificate.pin,
         )
 
     def _pool(self) -> Any:

@@ -45,7 +45,13 @@ from ztnagw.ems.keys import keyMatchesCertificate
 from ztnagw.forwarder.api import ApiAnswer, EmsError, postJson
 from ztnagw.forwarder.profile import Profile, ProfileError, storeProfile
 from ztnagw.registry.record import canonicalSerial, isUid
-from ztnagw.tls.client import deviceClientCreator, formatPin, pinnedClientCreator, spkiFingerprint
+from ztnagw.tls.client import (
+    deviceClientCreator,
+    formatPin,
+    parsePin,
+    pinnedClientCreator,
+    spkiFingerprint,
+)
 from ztnagw.tls.listener import connectTLS
 
 __all__ = [
@@ -145,6 +151,7 @@ class _Checked:
     certificate: x509.Certificate
     authorities: tuple[x509.Certificate, ...]
     gateways: tuple[str, ...]
+    emsPin: bytes | None
 
 
 def _check(answer: ApiAnswer, key: ec.EllipticCurvePrivateKey) -> _Checked:
@@ -184,7 +191,13 @@ def _check(answer: ApiAnswer, key: ec.EllipticCurvePrivateKey) -> _Checked:
     gateways = body.get("gateways", [])
     if not isinstance(gateways, list) or not all(isinstance(g, str) for g in gateways):
         gateways = []
-    return _Checked(uid, certificate, authorities, tuple(gateways))
+    pin = None
+    if isinstance(body.get("emsPin"), str):
+        try:
+            pin = parsePin(body["emsPin"])
+        except ValueError:
+            pin = None
+    return _Checked(uid, certificate, authorities, tuple(gateways), pin)
 
 
 def enroll(
@@ -235,7 +248,9 @@ def enroll(
             checked.certificate,
             checked.authorities,
             plan.emsUrl,
-            plan.pin,
+            # The EMS was authenticated (pin or CA file), so the pin it
+            # tells is trusted: telemetry then survives CA rotations.
+            plan.pin if plan.pin is not None else checked.emsPin,
             gateway,
             now.strftime("%Y-%m-%dT%H:%M:%SZ"),
         )
@@ -248,14 +263,10 @@ def _advice(error: EmsError, plan: EnrollmentPlan) -> str:
     The EMS's refusal, with what the user can do about it.
     """
     message = error.message
-    if error.code == "unreachable":
-        if "pinned" in message:
-            return f"{message}; check the pin with your administrator"
-        return message
+    if error.code == "unreachable" and "pinned" in message:
+        return f"{message}; check the pin with your administrator"
     if error.code == "too-many-attempts" and error.retryAfter is not None:
         return f"{message} (retry in {error.retryAfter:.0f} s)"
-    if error.code == "reenrollment-refused" and plan.existing is None:
-        return message
     return message
 
 
