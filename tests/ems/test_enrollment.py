@@ -373,6 +373,26 @@ class RequestTests(SynchronousTestCase):
             self.assertEqual(error.code, "bad-request")
 
 
+    @given(
+        st.dictionaries(
+            st.sampled_from(["token", "csr", "uid", "device", "other"]),
+            st.none() | st.text(max_size=40) | st.integers() | st.dictionaries(st.text(max_size=8), st.text(max_size=8), max_size=2),
+            max_size=5,
+        )
+    )
+    def test_anyBody(self, body: dict) -> None:
+        """
+        Any JSON object is a request or a 400, never another exception.
+        """
+        try:
+            request = parseEnrollmentRequest(body)
+        except ApiError as e:
+            self.assertEqual((e.status, e.code), (400, "bad-request"))
+        else:
+            self.assertTrue(request.token and request.csr)
+            self.assertTrue(request.uid is None or isUid(request.uid))
+
+
 class LimiterTests(SynchronousTestCase):
     """
     L{AttemptLimiter} slows token guessing per source.

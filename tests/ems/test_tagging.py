@@ -83,6 +83,34 @@ class ConfigurationTests(SynchronousTestCase):
         error = self.assertRaises(ConfigurationRejected, loads, _config(text))
         return "\n".join(str(e) for e in error.errors)
 
+    def test_showRoundTrip(self) -> None:
+        """
+        C{config show} writes tagging rules back in a form that loads to the
+        same configuration.
+        """
+        from ztnagw.config.printer import show
+
+        config = loads(_config(_LINUX_PATCHED + """
+            edit "facts"
+                set tag "F"
+                set match-logic or
+                config rules
+                    edit 1
+                        set type fact
+                        set fact "av.age"
+                        set fact-operator le
+                        set fact-version "3"
+                        set negate enable
+                    next
+                    edit 2
+                        set type host-name
+                        set pattern "*.corp example"
+                    next
+                end
+            next
+"""))
+        self.assertEqual(loads(show(config)), config)
+
     def test_optionOfAnotherType(self) -> None:
         """
         An option that does not belong to the condition's type is refused,
