@@ -17,9 +17,12 @@ runs, from a configuration file written next to it):
     policy that logs every session to C{traffic.log};
   - the EMS CA and the gateway certificate (made by the gateway's start-up,
     as for any deployment);
-  - a device: a key, a certificate issued by the EMS CA for a new UID, and
-    its record in the registry, always online (until enrollment is part of
-    the demo, this is C{ztnagw endpoint register --static});
+  - a device, enrolled the way users enroll theirs: an enrollment token
+    (C{ztnagw token create}), then the forwarder's enrollment through the
+    EMS listener, checked by the listener's pin (C{ztnagw-forward enroll});
+    its profile (key, certificate, EMS CA) is written into the demo's
+    directory, and the forwarder's agent runs in the demo to keep the
+    device online (C{ztnagw-forward agent});
   - the internal web server: a Twisted web server on 127.0.0.1 whose page
     shows the request it received (so the gateway's C{X-Forwarded-*} fields
     can be seen).
@@ -32,36 +35,40 @@ and nothing outside it is touched.
 
 from __future__ import annotations
 
-import datetime
 import html
 import os
 import shutil
 import socket
 import tempfile
-from typing import IO, Any
+import time
+from typing import IO, TYPE_CHECKING, Any
 
 from attrs import frozen
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.x509.oid import NameOID
+from twisted.internet.threads import deferToThreadPool
+from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
 from ztnagw.config import load
-from ztnagw.ems.csr import parseCertificateSigningRequest
-from ztnagw.ems.identifiers import newSerial, newUid
-from ztnagw.ems.keys import certificatePem, newPrivateKey, privateKeyPem
-from ztnagw.ems.signing import issueDeviceCertificate
+from ztnagw.ems.tokens import createToken
+from ztnagw.forwarder.agent import TelemetryService
+from ztnagw.forwarder.enroll import EnrollmentPlan, enroll
+from ztnagw.forwarder.facts import collectReport
+from ztnagw.forwarder.profile import Profile
 from ztnagw.registry import openStore
-from ztnagw.registry.record import EndpointRecord, canonicalSerial
 from ztnagw.startup import PreparedGateway, prepare
+from ztnagw.tls.client import parsePin
+
+if TYPE_CHECKING:  # pragma: no cover
+    from twisted.internet.defer import Deferred
 
 __all__ = [
     "DemoPorts",
     "HeadersPage",
     "demoConfiguration",
+    "demoToken",
+    "enrollDemoDevice",
     "instructions",
-    "issueDemoDevice",
     "runDemo",
 ]
 
@@ -236,58 +243,52 @@ end
 """
 
 
-def _writePrivate(path: str, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-
-
-def issueDemoDevice(prepared: PreparedGateway, directory: str) -> tuple[str, str, str]:
+def demoToken(prepared: PreparedGateway) -> str:
     """
-    Make the demo's device: a key, a certificate from EMS 1's CA for a new
-    UID (as enrollment would), and its registry record, always online.
+    Make the demo device's enrollment token in EMS 1's registry (one use,
+    ten minutes), as C{ztnagw token create} would.  Blocks: call it before
+    the gateway opens the registry.
 
-    @return: the UID and the paths of the certificate and the key.
+    @return: the token.
     """
     config = prepared.config
     ems = config.emsConnectors[1]
-    key = newPrivateKey()
-    uid = newUid()
-    request = (
-        x509.CertificateSigningRequestBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, uid)]))
-        .sign(key, hashes.SHA256())
-    )
-    serial = newSerial()
-    certificate = issueDeviceCertificate(
-        prepared.authorities[1],
-        parseCertificateSigningRequest(request.public_bytes(serialization.Encoding.PEM)),
-        uid,
-        serial,
-        datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(minutes=5),
-    )
-    certificatePath = os.path.join(directory, "device.crt")
-    keyPath = os.path.join(directory, "device.key")
-    with open(certificatePath, "xb") as f:
-        f.write(certificatePem(certificate))
-    _writePrivate(keyPath, privateKeyPem(key))
     store = openStore(ems.registry, config.systemGlobal.stateDir, ems.id)
     try:
         with store.transaction() as transaction:
-            transaction.put(
-                EndpointRecord(
-                    uid=uid,
-                    certSerial=canonicalSerial(serial),
-                    emsSerial=ems.serialNumber or "",
-                    tenantId=ems.tenantId,
-                    hostName="demo-device",
-                    registeredAt=datetime.datetime.now(datetime.timezone.utc).timestamp(),
-                    staticPresence=True,
-                )
+            _, token = createToken(
+                transaction.cursor, time.time(), tags=("demo",), uses=1, lifetime=600.0
             )
     finally:
         store.close()
-    return uid, certificatePath, keyPath
+    return token
+
+
+def enrollDemoDevice(
+    reactor: Any, prepared: PreparedGateway, directory: str, ports: DemoPorts, token: str
+) -> "Deferred[Profile]":
+    """
+    Enroll the demo's device through the running EMS listener, with the
+    forwarder's own code, checking the listener by its pin; the profile
+    (C{device.key}, C{device.crt}, C{ca.crt}, C{profile.json}) goes into
+    C{directory}.
+
+    @return: fires with the device's profile.
+    """
+    plan = EnrollmentPlan(
+        emsUrl=f"https://127.0.0.1:{ports.ems}",
+        host="127.0.0.1",
+        port=ports.ems,
+        token=token,
+        pin=parsePin(prepared.emsListeners[1].pin),
+        caCertificates=(),
+        directory=directory,
+        existing=None,
+        gateway=f"127.0.0.1:{ports.vip}",
+    )
+    # The report reads small system files: not in the reactor thread.
+    reading = deferToThreadPool(reactor, reactor.getThreadPool(), collectReport)
+    return reading.addCallback(lambda report: enroll(reactor, plan, report))
 
 
 class HeadersPage(Resource):
@@ -409,13 +410,26 @@ def runDemo(reactor: Any, directory: str | None, out: IO[str], preferredPort: in
         globalLogBeginner.beginLoggingTo([textFileLogObserver(logFile)], redirectStandardIO=False)
         try:
             prepared = prepare(load(configPath))
-            uid, _, _ = issueDemoDevice(prepared, directory)
+            token = demoToken(prepared)
             gateway = GatewayService(prepared, reactor, configPath=configPath)
         except StartupFailed as e:
             out.write(f"ztnagw demo: {e}\n")
             return 1
         web = reactor.listenTCP(ports.web, Site(HeadersPage()), interface="127.0.0.1")
         failed: list[BaseException] = []
+        agents: list[TelemetryService] = []
+
+        def enrolled(profile: Profile) -> None:
+            agent = TelemetryService(reactor, profile)
+            agent.startService()
+            agents.append(agent)
+            out.write(instructions(directory, ports, profile.uid))
+            out.flush()
+
+        def notEnrolled(reason: Failure) -> None:
+            failed.append(reason.value)
+            out.write(f"ztnagw demo: the device could not enroll: {reason.getErrorMessage()}\n")
+            reactor.stop()
 
         def start() -> None:
             try:
@@ -425,10 +439,14 @@ def runDemo(reactor: Any, directory: str | None, out: IO[str], preferredPort: in
                 out.write(f"ztnagw demo: the gateway cannot start: {e}\n")
                 reactor.stop()
                 return
-            out.write(instructions(directory, ports, uid))
-            out.flush()
+            enrollDemoDevice(reactor, prepared, directory, ports, token).addCallbacks(
+                enrolled, notEnrolled
+            )
 
         reactor.callWhenRunning(start)
+        reactor.addSystemEventTrigger(
+            "before", "shutdown", lambda: agents[0].stopService() if agents else None
+        )
         reactor.addSystemEventTrigger("before", "shutdown", lambda: gateway.stopService() if gateway.running else None)
         reactor.addSystemEventTrigger("before", "shutdown", web.stopListening)
         reactor.run()
