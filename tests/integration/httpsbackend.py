@@ -13,6 +13,7 @@ everything (a 1 GiB body never sits in its memory either):
   - C{GET /reset?n=N}: announces 2N bytes, sends N and resets;
   - C{GET /never}: never answers;
   - C{GET /cookies}: two Set-Cookie fields;
+  - C{GET /close}: a response with C{Connection: close};
   - C{GET /stats}: connections accepted and bytes of /bytes bodies written
     to sockets so far (what a slow client lets through).
 
@@ -154,6 +155,8 @@ class Backend:
             self.reactor.callLater(0.05, request.connection.transport.abortConnection)
         elif path == b"/never":
             pass
+        elif path == b"/close":
+            response.respond(200, b"OK", [(b"Connection", b"close")], b"closing")
         elif path == b"/cookies":
             response.respond(200, b"OK", [(b"Set-Cookie", b"a=1"), (b"Set-Cookie", b"b=2")], b"cookies")
         elif path == b"/stats":
