@@ -94,6 +94,32 @@ class ServiceTests(TestCase):
         self.assertEqual(record.hostName, "pc")
 
     @inlineCallbacks
+    def test_followsReenrollment(self) -> Any:
+        """
+        After the device enrolls again (new certificate in the same
+        profile), a running service reports with the new certificate.
+        """
+        service = self.service()
+        first = yield service.reportNow()
+        self.assertTrue(first.ok)
+        plan = EnrollmentPlan(
+            emsUrl=self.ems.url,
+            host="127.0.0.1",
+            port=self.ems.port,
+            token=self.ems.token(),
+            pin=parsePin(self.ems.pin),
+            caCertificates=(),
+            directory=self.profile.directory,
+            existing=self.profile,
+            gateway=None,
+        )
+        again = yield enroll(reactor, plan, DeviceReport())
+        self.assertNotEqual(again.certSerial, self.profile.certSerial)
+        yield self.ems.waitForRecord(again.uid, lambda record: record.certSerial == again.certSerial)
+        second = yield service.reportNow()
+        self.assertTrue(second.ok, second.error)
+
+    @inlineCallbacks
     def test_followsEms(self) -> Any:
         """
         Without C{--interval}, the service reports as often as the EMS

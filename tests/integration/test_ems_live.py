@@ -171,12 +171,16 @@ class LiveChangeTests(TestCase):
         self.assertEqual(result.returncode, 0, result.stderr.decode())
         return result
 
-    def connect(self) -> http.client.HTTPSConnection:
+    def connect(self, certificate: str | None = None, key: str | None = None) -> http.client.HTTPSConnection:
         """
-        A keep-alive connection to the VIP with the device certificate.
+        A keep-alive connection to the VIP with the device certificate (or
+        the given one).
         """
         context = ssl.create_default_context(cafile=os.path.join(self.profile, "ca.crt"))
-        context.load_cert_chain(os.path.join(self.profile, "device.crt"), os.path.join(self.profile, "device.key"))
+        context.load_cert_chain(
+            certificate or os.path.join(self.profile, "device.crt"),
+            key or os.path.join(self.profile, "device.key"),
+        )
         connection = http.client.HTTPSConnection("127.0.0.1", self.vipPort, context=context, timeout=10)
         self.addCleanup(connection.close)
         return connection
@@ -264,4 +268,34 @@ class LiveChangeTests(TestCase):
         self.waitForClose(connection, THRESHOLD + 10)
         self.assertEqual(self.get(self.connect()), (403, "067"))
         self.startAgent()
+        self.admitted()
+
+    def test_reenrolled(self) -> None:
+        """
+        After the device enrolls again, its previous certificate is refused
+        through the gateway with 001, and a session opened with it ends;
+        the new certificate is admitted.
+        """
+        import shutil
+
+        old = os.path.join(self.base, "old")
+        shutil.copytree(self.profile, old)
+        connection = self.connect(os.path.join(old, "device.crt"), os.path.join(old, "device.key"))
+        deadline = time.monotonic() + 10
+        while self.get(connection)[0] != 200:
+            self.assertLess(time.monotonic(), deadline)
+            time.sleep(0.2)
+            connection = self.connect(os.path.join(old, "device.crt"), os.path.join(old, "device.key"))
+        created = json.loads(self.admin("token", "create", "--json").stdout)
+        result = subprocess.run(
+            binary("ztnagw-forward")
+            + ["enroll", "--ems", f"https://127.0.0.1:{self.emsPort}", "--token", created["token"], "--pin", created["enroll"]["pin"]],
+            capture_output=True,
+            env=self.env,
+            timeout=60,
+        )
+        self.assertEqual(result.returncode, 0, result.stderr.decode())
+        self.waitForClose(connection, 5)
+        stale = self.connect(os.path.join(old, "device.crt"), os.path.join(old, "device.key"))
+        self.assertEqual(self.get(stale), (403, "001"))
         self.admitted()

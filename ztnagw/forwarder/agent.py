@@ -15,10 +15,15 @@ A report that fails is logged and retried sooner than the next regular
 one would be, up to the regular interval; a device the EMS refuses
 (revoked, deleted, re-enrolled elsewhere) keeps trying at a slow pace, so
 that an administrator's unrevoke brings it back without a restart.
+
+The profile is read again before a report when its files changed: a
+running agent follows a re-enrollment (new certificate, same UID) instead
+of reporting with a certificate the EMS now refuses.
 """
 
 from __future__ import annotations
 
+import os
 import shlex
 from typing import Any, Callable, Sequence
 
@@ -32,7 +37,14 @@ from twisted.python.failure import Failure
 from ztnagw.ems.api import DeviceReport
 from ztnagw.forwarder.api import API_SETTINGS, ApiAnswer, EmsError, postJson
 from ztnagw.forwarder.facts import collectReport, runPostureCommand
-from ztnagw.forwarder.profile import Profile
+from ztnagw.forwarder.profile import (
+    CERTIFICATE_FILE,
+    KEY_FILE,
+    METADATA_FILE,
+    Profile,
+    ProfileError,
+    loadProfile,
+)
 from ztnagw.http.pool import UpstreamPool
 
 __all__ = [
@@ -127,6 +139,9 @@ class TelemetryService(Service):
         self._inFlight: Deferred[None] | None = None
         self._pool: UpstreamPool | None = None
         self._creator: Any = None
+        # When the profile's files were last written, to notice a
+        # re-enrollment.
+        self._stamp = self._profileStamp()
         self.reports = 0
         self.failures = 0
         self.lastResult: TelemetryResult | None = None
@@ -199,7 +214,51 @@ class TelemetryService(Service):
             return succeed({})
         return runPostureCommand(self._reactor, self._posture)
 
+    def _profileStamp(self) -> tuple[int, ...] | None:
+        stamps = []
+        for name in (METADATA_FILE, CERTIFICATE_FILE, KEY_FILE):
+            try:
+                stamps.append(os.stat(os.path.join(self._profile.directory, name)).st_mtime_ns)
+            except OSError:
+                return None
+        return tuple(stamps)
+
+    def _refreshProfile(self) -> Profile | None:
+        """
+        The profile read again if its files changed since it was loaded,
+        else C{None}.  Runs in a thread.
+        """
+        stamp = self._profileStamp()
+        if stamp is None or stamp == self._stamp:
+            return None
+        try:
+            profile = loadProfile(self._profile.directory)
+        except ProfileError as e:
+            # Half-written (an enrollment in progress): try next time.
+            _log.info("The profile changed but cannot be read yet: {error}", error=str(e))
+            return None
+        self._stamp = stamp
+        return profile
+
+    def _useProfile(self, profile: Profile | None) -> None:
+        if profile is None:
+            return
+        if profile.uid != self._profile.uid or profile.certSerial != self._profile.certSerial:
+            _log.info(
+                "Reporting with the re-read profile: {uid}, certificate serial {serial}",
+                uid=profile.uid,
+                serial=profile.certSerial,
+            )
+        self._profile = profile
+        self._creator = profile.emsClientCreator()
+
     def _report(self) -> Deferred[TelemetryResult]:
+        d = deferToThreadPool(self._reactor, self._threads(), self._refreshProfile)
+        d.addCallback(self._useProfile)
+        d.addCallback(lambda _: self._reportWithProfile())
+        return d
+
+    def _reportWithProfile(self) -> Deferred[TelemetryResult]:
         host, port = self._profile.emsAddress
         d = self._facts()
         d.addCallback(lambda facts: deferToThreadPool(self._reactor, self._threads(), self._collect, facts))
