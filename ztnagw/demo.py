@@ -423,7 +423,17 @@ def runDemo(reactor: Any, directory: str | None, out: IO[str], preferredPort: in
             agent = TelemetryService(reactor, profile)
             agent.startService()
             agents.append(agent)
-            out.write(instructions(directory, ports, profile.uid))
+            announce(profile.uid)
+
+        def announce(uid: str) -> None:
+            # The examples work once the gateway's registry index holds the
+            # device (it polls the registry): say nothing before, or a
+            # quick user gets 066.
+            index = gateway.indexes[1]
+            if not index.healthy or index.lookup(uid) is None:
+                reactor.callLater(0.05, announce, uid)
+                return
+            out.write(instructions(directory, ports, uid))
             out.flush()
 
         def notEnrolled(reason: Failure) -> None:
