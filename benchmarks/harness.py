@@ -211,6 +211,7 @@ class Bench:
         self.shim: str
         self.ports: dict[str, int] = {}
         self.profiles: list[tuple[str, str]] = []
+        self.starts = 0
 
     # -- infrastructure -------------------------------------------------
 
@@ -469,6 +470,7 @@ class Bench:
                                       f"({answer['firstFailure']})")
                 if keyPrefix == "idle-tunnel" and system == "ztnagw" and count == max(self.options.idleCounts):
                     self.results.extra["idleTunnelsHeld"] = held
+                    self.results.extra["idleTunnelsAsked"] = reachable
                 if held <= 1:
                     self.results.fail(key, system, "no connection could be held")
                     continue
@@ -587,8 +589,12 @@ class Bench:
             vip=freePort(), ems=freePort(), origin=self.ports["origin"],
             tunnelPorts=(self.ports["echo"], self.ports["iperf"]),
         )
+        # A fresh state directory (registry) for every start, even of the
+        # same role: registering into an old one would be refused.
+        self.starts += 1
+        name = f"{name}-{self.starts}"
         state = os.path.join(self.runDirectory, "state", name)
-        os.makedirs(state, exist_ok=True)
+        os.makedirs(state)
         path = self.conf(f"{name}.conf", configs.ztnagwConfig(state, self.pki, ports, workers))
         python = self.options.python
         for device in self.pki.devices:
@@ -837,7 +843,8 @@ class Bench:
 
     def ztnagwLogCheck(self, started: Started) -> None:
         """
-        Look for the bench device's UID in ztnagw's logs.
+        Look for the bench device's UID in ztnagw's logs (its traffic lines
+        go to twistd's log, which is the process's output).
         """
         self.checkCertificateLogged("ztnagw", started.logPath, f'clientdeviceid="{self.pki.devices[0].uid}"', None)
 

@@ -44,9 +44,9 @@ class ProfileSummary:
 
     @ivar samples: samples read.
     @ivar selfTime: functions by time spent in them, largest first.
-    @ivar inclusive: functions by time spent in them and their callees,
-        leaving out the frames under which (nearly) every sample lies (the
-        interpreter's start and the event loop say nothing).
+    @ivar inclusive: functions of the profiled code (see C{focus}) by time
+        spent in them and their callees, leaving out frames under which
+        (nearly) every sample lies.
     @ivar byFile: source files by self time: where the time goes, module
         by module (C{OpenSSL/SSL.py}, C{ztnagw/http/server.py}, ...).
     """
@@ -88,9 +88,13 @@ def parseCollapsed(lines: Iterable[str]) -> list[tuple[list[str], int]]:
     return stacks
 
 
-def summarise(lines: Iterable[str], top: int = 12) -> ProfileSummary:
+def summarise(lines: Iterable[str], top: int = 12, focus: str = "ztnagw/") -> ProfileSummary:
     """
     The C{top} functions by self and by inclusive time.
+
+    @param focus: the inclusive list names only functions of files under
+        this path (the code being profiled), not the reactor and library
+        frames that every stack passes through.
 
     @raise ProfileError: malformed input.
     """
@@ -105,7 +109,8 @@ def summarise(lines: Iterable[str], top: int = 12) -> ProfileSummary:
         selfCounts[frames[-1]] += count
         fileCounts[_fileOf(frames[-1])] += count
         for frame in set(frames):
-            inclusiveCounts[frame] += count
+            if _fileOf(frame).startswith(focus):
+                inclusiveCounts[frame] += count
     if total == 0:
         return ProfileSummary(samples=0, selfTime=(), inclusive=())
 

@@ -219,9 +219,16 @@ class Results:
         """
         statuses = []
         for target in TARGETS:
+            note = None
             if target.key == "idle-tunnel-10000-held":
                 value = self.extra.get("idleTunnelsHeld")
                 value = None if value is None else float(value)
+                asked = self.extra.get("idleTunnelsAsked", target.limit)
+                if value is not None and asked < target.limit:
+                    # The machine could not hold more: not a verdict on
+                    # ztnagw either way.
+                    note = f"{value:,.0f} of the {asked:,} this machine's open-file limit allows"
+                    value = None
             elif target.peer is None:
                 value = self.median(target.key, "ztnagw")
             else:
@@ -236,6 +243,7 @@ class Results:
                     "value": value,
                     "met": None if value is None else target.check(value),
                     "gap": None if value is None else target.gap(value),
+                    "note": note,
                 }
             )
         return statuses
@@ -328,7 +336,7 @@ def renderTargets(results: Results) -> str:
     lines = ["| target | measured | met |", "|---|---|---|"]
     for status in results.targetStatus():
         if status["value"] is None:
-            measured, met = "not measured", "–"
+            measured, met = status["note"] or "not measured", "–"
         else:
             measured = formatNumber(status["value"])
             if status["peer"] is not None:

@@ -28,7 +28,7 @@ class SummaryTests(SynchronousTestCase):
         Self time goes to the innermost frame, inclusive time to every frame
         of the stack; lines of one function add up.
         """
-        summary = summarise(SAMPLE)
+        summary = summarise(SAMPLE, focus="")
         self.assertEqual(summary.samples, 100)
         self.assertEqual(summary.selfTime[0].function, "dataReceived (tls.py)")
         self.assertAlmostEqual(summary.selfTime[0].share, 0.8)
@@ -44,6 +44,20 @@ class SummaryTests(SynchronousTestCase):
         """
         stacks = parseCollapsed(['process 42:"python x.py";main (x.py:3);work (x.py:9) 4\n'])
         self.assertEqual(stacks, [(["main (x.py)", "work (x.py)"], 4)])
+
+    def test_focus(self) -> None:
+        """
+        The inclusive list names only functions under the focus path.
+        """
+        summary = summarise(["loop (twisted/base.py:1);handle (ztnagw/x.py:2);send (OpenSSL/SSL.py:3) 10\n"])
+        self.assertEqual([s.function for s in summary.inclusive], [])  # in every sample
+        summary = summarise(
+            [
+                "loop (twisted/base.py:1);handle (ztnagw/x.py:2);send (OpenSSL/SSL.py:3) 10\n",
+                "loop (twisted/base.py:1);poll (twisted/base.py:9) 10\n",
+            ]
+        )
+        self.assertEqual([(s.function, s.share) for s in summary.inclusive], [("handle (ztnagw/x.py)", 0.5)])
 
     def test_malformed(self) -> None:
         """
@@ -65,7 +79,7 @@ class SummaryTests(SynchronousTestCase):
         inclusive shares are never below self shares.
         """
         lines = [";".join(frames) + f" {count}\n" for frames, count in stacks]
-        summary = summarise(lines, top=10)
+        summary = summarise(lines, top=10, focus="")
         if not stacks:
             return
         self.assertAlmostEqual(sum(s.share for s in summary.selfTime), 1.0)
@@ -96,7 +110,7 @@ class SummaryTests(SynchronousTestCase):
         """
         The rendering lists both columns with percentages.
         """
-        text = renderSummary("Load 1", summarise(SAMPLE))
+        text = renderSummary("Load 1", summarise(SAMPLE, focus=""))
         self.assertIn("**Load 1** (100 samples; by file, self time: tls.py 80 %, parser.py 20 %)", text)
         self.assertIn("\n| 80.0 | `dataReceived (tls.py)` | | 80.0 | ", text)
         self.assertIn("| 20.0 | `parse (parser.py)` |", text)

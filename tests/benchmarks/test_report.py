@@ -95,6 +95,18 @@ class ResultsTests(SynchronousTestCase):
         self.assertIsNone(statuses["bulk-mibps"]["met"])
         self.assertEqual(len(statuses), len(TARGETS))
 
+    def test_heldLimitedByMachine(self) -> None:
+        """
+        When the machine's descriptor limit keeps the idle tunnels below the
+        target, the target is not judged, and the report says why.
+        """
+        results = Results()
+        results.extra.update(idleTunnelsHeld=9900, idleTunnelsAsked=9900)
+        status = {s["figure"]: s for s in results.targetStatus()}["idle-tunnel-10000-held"]
+        self.assertIsNone(status["met"])
+        self.assertIn("9,900 of the 9,900", status["note"])
+        self.assertIn("| 9,900 of the 9,900 this machine's open-file limit allows | – |", renderTargets(results))
+
     def test_everyTargetNamesAFigure(self) -> None:
         """
         Every target refers to a figure of the table (or the held count).
