@@ -58,7 +58,13 @@ class RunningEms:
     @ivar store: a registry connection for the test's own checks.
     """
 
-    def __init__(self, stateDir: str, settings: EmsSettings = EmsSettings(), enroller: Any = None) -> None:
+    def __init__(
+        self,
+        stateDir: str,
+        settings: EmsSettings = EmsSettings(),
+        enroller: Any = None,
+        pollInterval: float = 0.05,
+    ) -> None:
         self.stateDir = stateDir
         self.settings = settings
         self.ca = ensureCertificateAuthority(stateDir, settings, "gw1")  # type: ignore[arg-type]
@@ -66,7 +72,7 @@ class RunningEms:
         self.pin = self.listener.pin
         self.path = os.path.join(stateDir, f"ems{settings.id}", "registry.sqlite")
         self.shared = SharedStore(lambda: SQLiteEndpointStore(self.path))
-        self.index = EndpointIndex(self.shared.acquire, reactor, pollInterval=0.05)
+        self.index = EndpointIndex(self.shared.acquire, reactor, pollInterval=pollInterval)
         self.verifier = DeviceCertificateVerifier(
             {settings.id: self.ca.trustedCertificates()},
             {settings.id: self.index},

@@ -101,6 +101,23 @@ class EnrollTests(ServiceCase):
         self.assertEqual(self.ems.events[0].uid, profile.uid)
 
     @inlineCallbacks
+    def test_knownWhenAnswered(self) -> Any:
+        """
+        When the enrollment is answered, the gateway's index already knows
+        the device: it may connect to a VIP at once.
+        """
+        slow = RunningEms(os.path.join(self.base, "slow"), pollInterval=0.5)
+        yield slow.start()
+        self.addCleanup(slow.stop)
+        plan = attrs.evolve(
+            self.plan(slow.token()), port=slow.port, emsUrl=slow.url, pin=parsePin(slow.pin)
+        )
+        profile = yield enroll(reactor, plan, REPORT)
+        record = slow.index.lookup(profile.uid)
+        self.assertIsNotNone(record)
+        self.assertEqual(record.certSerial, profile.certSerial)
+
+    @inlineCallbacks
     def test_enrollWithCaFile(self) -> Any:
         """
         The EMS CA certificate authenticates the listener just as well; the

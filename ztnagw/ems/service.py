@@ -204,6 +204,8 @@ class EmsApi:
         threadpool: Any = None,
         limiter: AttemptLimiter | None = None,
         listenerPin: str | None = None,
+        index: IEndpointIndex | None = None,
+        indexWait: float = 2.0,
     ) -> None:
         """
         @param reactor: the reactor (time, threads).
@@ -225,6 +227,11 @@ class EmsApi:
         @param listenerPin: the listener key's pin, told to devices that
             enroll with the CA file, so that a later CA rotation does not
             cut their telemetry (the key outlives rotations).
+        @param index: the EMS's registry index in this process: an
+            enrollment is answered once the index holds the new record (at
+            most C{indexWait} seconds later), so that a device that enrolls
+            and at once connects to a VIP of this gateway is known there.
+        @param indexWait: see C{index}.
         """
         self._reactor = reactor
         self._emsId = emsId
@@ -242,6 +249,8 @@ class EmsApi:
         self._threadpool = threadpool
         self.limiter = limiter if limiter is not None else AttemptLimiter(reactor.seconds)
         self._listenerPin = listenerPin
+        self._index = index
+        self._indexWait = indexWait
 
     # IRequestHandler
 
@@ -361,6 +370,10 @@ class EmsApi:
                 self._reactor, self._pool(), self._enroller.enroll, store, enrollment, source, proof, now
             )
 
+        def indexed(result: Enrolled) -> Deferred[Enrolled]:
+            record = result.record
+            return self._whenIndexed(record.uid, record.certSerial).addCallback(lambda _: result)
+
         def enrolled(result: Enrolled) -> dict[str, Any]:
             record = result.record
             self._logEvent(
@@ -405,7 +418,42 @@ class EmsApi:
                 self._refused(source, enrollment.uid, error.message)
             return reason
 
-        return self._store().addCallback(run).addCallbacks(enrolled, refused)
+        return self._store().addCallback(run).addCallback(indexed).addCallbacks(enrolled, refused)
+
+    def _whenIndexed(self, uid: str, certSerial: str) -> Deferred[None]:
+        """
+        Fire once the index holds C{uid} with C{certSerial}, or after
+        C{indexWait} seconds (the enrollment stands either way: the index
+        catches up within its poll interval).
+        """
+        done: Deferred[None] = Deferred()
+        index = self._index
+        if index is None:
+            done.callback(None)
+            return done
+
+        def current() -> bool:
+            record = index.lookup(uid)
+            return record is not None and record.certSerial == certSerial
+
+        if current():
+            done.callback(None)
+            return done
+
+        def changed(changedUid: str, record: Any) -> None:
+            if not done.called and changedUid == uid and current():
+                finish()
+
+        def finish() -> None:
+            unsubscribe()
+            if timer.active():
+                timer.cancel()
+            if not done.called:
+                done.callback(None)
+
+        unsubscribe = index.subscribe(changed)
+        timer = self._reactor.callLater(self._indexWait, finish)
+        return done
 
     def _refused(self, source: str | None, uid: str | None, message: str) -> None:
         self._logEvent(
@@ -582,6 +630,7 @@ class EmsService(Service):
             gateways,
             threadpool,
             listenerPin=listenerCertificate.pin,
+            index=index,
         )
 
     def _pool(self) -> Any:
