@@ -10,14 +10,12 @@ chose, in a temporary state directory, with the real reactor.
 
 from __future__ import annotations
 
-import datetime
 import os
 from typing import Any
 
 from attrs import frozen
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, inlineCallbacks
-from twisted.logger import Logger
 
 from ztnagw.ems.ca import ensureCertificateAuthority
 from ztnagw.ems.listener import ensureListenerCertificate
@@ -28,8 +26,6 @@ from ztnagw.logs.entries import EventLog
 from ztnagw.registry.index import EndpointIndex
 from ztnagw.registry.sqlite import SQLiteEndpointStore
 from ztnagw.tls.server import DeviceCertificateVerifier
-
-_log = Logger()
 
 
 @frozen
@@ -165,10 +161,3 @@ def caFile(ems: RunningEms, directory: str) -> str:
     with open(path, "wb") as f:
         f.write(ems.ca.certificatePem())
     return path
-
-
-def now() -> datetime.datetime:
-    """
-    The current time, aware.
-    """
-    return datetime.datetime.now(datetime.timezone.utc)

@@ -12,8 +12,6 @@ import stat
 import sys
 from typing import Any
 
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks

@@ -44,7 +44,7 @@ from ztnagw.registry.record import isUid
 from ztnagw.registry.validation import tagNameProblem
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ztnagw.config.model import Config, EmsConnector
+    from ztnagw.config.model import EmsConnector
     from ztnagw.registry.interfaces import IEndpointStore
 
 
