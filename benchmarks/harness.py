@@ -860,6 +860,8 @@ class Bench:
             "only": list(self.options.only), "idleCounts": list(self.options.idleCounts),
         }
         facts["started"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+        # Other work on the machine skews every figure: say how busy it was.
+        facts["loadAverageAtStart"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
         self.prepare()
         uid = self.pki.devices[0].uid
         self.runDirect()
@@ -877,6 +879,7 @@ class Bench:
         self.runZtnagwTunnels()
         self.runWorkers()
         facts["finished"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+        facts["loadAverageAtEnd"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
         return self.results
 
 
