@@ -291,6 +291,20 @@ class FailureTests(RelayTestCase):
         self.lose(self.server)
         self.assertEqual(self.successResultOf(relay.whenDone()).outcome, failed(CLIENT))
 
+    def test_failureAfterBothDone(self) -> None:
+        """
+        A connection whose two directions were both finished is not failed
+        by an error at its very end (a reader that closed its pipe, a reset
+        after the FINs): the relay completed.
+        """
+        relay = self.relay()
+        self.client.readConnectionLost()
+        self.server.readConnectionLost()
+        self.lose(self.client, RESET)
+        self.assertFalse(self.serverTransport.aborted)
+        self.lose(self.server)
+        self.assertEqual(self.successResultOf(relay.whenDone()).outcome, COMPLETED)
+
     def test_noWriteAfterLoss(self) -> None:
         """
         Data for a connection that is gone is dropped, not written.
@@ -320,6 +334,24 @@ class CloseTests(RelayTestCase):
         result = self.successResultOf(relay.whenDone())
         self.assertEqual((result.outcome, result.reason), (CLOSED, "device revoked"))
         self.assertIs(relay.result, result)
+
+    def test_finish(self) -> None:
+        """
+        L{Relay.finish} closes both connections after what they hold, with
+        their producers unregistered first; the relay completes normally.
+        """
+        relay = self.relay()
+        self.server.dataReceived(b"last words")
+        relay.finish()
+        self.assertEqual(self.clientTransport.value(), b"last words")
+        self.assertTrue(self.clientTransport.disconnecting)
+        self.assertTrue(self.serverTransport.disconnecting)
+        self.assertFalse(self.clientTransport.aborted)
+        self.assertFalse(self.clientTransport.closedWithProducer)
+        self.assertFalse(self.serverTransport.closedWithProducer)
+        self.lose(self.client)
+        self.lose(self.server)
+        self.assertEqual(self.successResultOf(relay.whenDone()).outcome, COMPLETED)
 
     def test_idleTimeout(self) -> None:
         """

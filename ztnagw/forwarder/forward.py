@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import signal
 import sys
 import time
 from typing import Any, Callable, Sequence, TextIO
@@ -219,7 +220,7 @@ class ForwardedTunnel:
         self.done.callback(None)
 
     def _finish(self, why: str) -> None:
-        _log.info("{tunnel}: {why}", tunnel=self.describe(), why=why)
+        _log.warn("{tunnel}: {why}", tunnel=self.describe(), why=why)
         self.done.callback(None)
 
     def close(self, reason: str) -> None:
@@ -757,11 +758,21 @@ class _Console:
     Prints log events on standard error, one line each, with the time.
     """
 
-    def __init__(self, stream: TextIO, verbose: bool) -> None:
+    def __init__(self, stream: TextIO, verbose: bool, quiet: bool = False) -> None:
+        """
+        @param stream: where lines go.
+        @param verbose: show debug lines too.
+        @param quiet: show only warnings and errors (unless C{verbose}).
+        """
         from twisted.logger import LogLevel
 
         self._stream = stream
-        self._minimum = LogLevel.debug if verbose else LogLevel.info
+        if verbose:
+            self._minimum = LogLevel.debug
+        elif quiet:
+            self._minimum = LogLevel.warn
+        else:
+            self._minimum = LogLevel.info
         self._levels = list(LogLevel.iterconstants())
 
     def __call__(self, event: dict[str, Any]) -> None:
@@ -811,8 +822,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as e:
         sys.stderr.write(f"ztnagw-forward: {e}\n")
         return 2
+    # A --stdio forwarder writes on the terminal of the ssh that started
+    # it: only what went wrong, unless asked for more.
+    stdioOnly = settings.stdio is not None and not (settings.rules or settings.socks)
     globalLogBeginner.beginLoggingTo(
-        [_Console(sys.stderr, settings.verbose)], redirectStandardIO=False
+        [_Console(sys.stderr, settings.verbose, quiet=stdioOnly)], redirectStandardIO=False
     )
     forwarder = Forwarder(
         reactor,
@@ -822,7 +836,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         socksEncrypted=settings.encrypted,
         grace=settings.grace,
     )
-    if settings.telemetry and credentials.profile is not None:
+    # A --stdio forwarder lives for one connection (ssh starts one per
+    # session): the agent, or a long-running forwarder, keeps the device
+    # online.
+    if settings.telemetry and credentials.profile is not None and not stdioOnly:
         _addTelemetry(forwarder, reactor, credentials.profile)
     try:
         forwarder.startService()
@@ -846,6 +863,23 @@ def _addTelemetry(forwarder: Forwarder, reactor: Any, profile: Any) -> None:
     TelemetryService(reactor, profile).setServiceParent(forwarder)
 
 
+class _StdioEnd(RelayEnd):
+    """
+    The application's end of a C{--stdio} tunnel.  Pipes have no resets:
+    the program at the other end (ssh) closing them, however abruptly, is
+    how a session ends, so the loss is a clean one and the tunnel to the
+    gateway is closed cleanly, not aborted.
+    """
+
+    def connectionLost(self, reason: Failure = Failure(ConnectionDone())) -> None:
+        """
+        See L{RelayEnd.connectionLost}.
+        """
+        if not reason.check(ConnectionDone):
+            reason = Failure(ConnectionDone(f"standard input and output closed ({reason.getErrorMessage()})"))
+        super().connectionLost(reason)
+
+
 def _runStdio(reactor: Any, forwarder: Forwarder, target: TunnelTarget, status: list[int]) -> None:
     from twisted.internet.stdio import StandardIO
 
@@ -858,7 +892,7 @@ def _runStdio(reactor: Any, forwarder: Forwarder, target: TunnelTarget, status: 
                 return
             StandardIO.loseConnection(self)
 
-    end = RelayEnd(CLIENT)
+    end = _StdioEnd(CLIENT)
     _Stdio(end, reactor=reactor)
     tunnel = forwarder.tunnel("stdio", end, target)
 
@@ -869,3 +903,20 @@ def _runStdio(reactor: Any, forwarder: Forwarder, target: TunnelTarget, status: 
             reactor.stop()
 
     tunnel.done.addCallback(finished)
+
+    def hungUp() -> None:
+        # ssh ends its ProxyCommand with SIGHUP when the session is over:
+        # close the tunnel cleanly (so the gateway logs a normal end, not a
+        # reset) and stop, whatever happens, soon after.
+        relay = tunnel.relay
+        if relay is not None:
+            relay.finish()
+        else:
+            tunnel.close("standard input and output were hung up")
+        reactor.callLater(_HANGUP_GRACE, lambda: reactor.running and reactor.stop())
+
+    signal.signal(signal.SIGHUP, lambda number, frame: reactor.callFromThread(hungUp))
+
+
+#: Seconds the --stdio tunnel gets to close cleanly after SIGHUP.
+_HANGUP_GRACE = 2.0

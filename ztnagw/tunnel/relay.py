@@ -422,7 +422,10 @@ class Relay:
 
     def _lost(self, end: RelayEnd, reason: Failure) -> None:
         peer = self._peer(end)
-        clean = reason.check(ConnectionDone) is not None
+        # Once both directions of a connection were finished, how it went
+        # away (a pipe closed by a departing reader, a reset after the
+        # FINs) loses nothing.
+        clean = reason.check(ConnectionDone) is not None or (end.readClosed and end.writeClosed)
         self._stopProducing(end)
         self._stopProducing(peer)
         if not clean and self._outcome is None:
@@ -507,6 +510,21 @@ class Relay:
         @param reason: why, for the result.
         """
         self._abort(CLOSED, reason)
+
+    def finish(self) -> None:
+        """
+        End the relay cleanly now: both connections are closed after what
+        they were already given (a TLS leg with C{close_notify}), as when
+        both sides finish.  For an owner whose application went away
+        without a word (ssh hangs up on its C{ProxyCommand}).
+        """
+        if self._result is not None:
+            return
+        for end in (self.client, self.server):
+            self._stopProducing(end)
+        for end in (self.client, self.server):
+            if end.lostReason is None:
+                end.transport.loseConnection()  # type: ignore[union-attr]
 
     def _abort(self, outcome: str, reason: str) -> None:
         if self._result is not None:
