@@ -17,6 +17,7 @@ import shlex
 import shutil
 import subprocess
 import tempfile
+import time
 
 from twisted.trial.unittest import SkipTest
 
@@ -189,6 +190,14 @@ class SSHTests(ProtocolCase):
             input=payload,
         )
         self.assertEqual(result.stdout.decode().split()[0], hashlib.sha256(payload).hexdigest())
+        # ssh closes the forwarder's pipes and hangs up on it: the tunnel
+        # still ends cleanly at the gateway, and nothing was printed.
+        deadline = time.monotonic() + 10
+        while not self.trafficLines() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        (line,) = self.trafficLines()
+        self.assertIn('action="accept"', line)
+        self.assertEqual(result.stderr, b"")
 
 
 class PostgreSQLTests(ProtocolCase):
