@@ -19,7 +19,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from tests.registry import writer
-from tests.registry.processes import startWriter
+from tests.registry.processes import startPython, startWriter
 from tests.registry.strategies import records
 from ztnagw.registry.exceptions import (
     HistoryLost,
@@ -487,6 +487,45 @@ class TransactionTests(StoreTestCase):
         output, errors = process.communicate(timeout=60)
         self.assertEqual((process.returncode, output, errors), (0, "done\n", ""))
         self.assertEqual(writer.counterOf(self.store.get(UID_A)), 400)
+
+
+class SharedFileTests(StoreTestCase):
+    """
+    Several stores on one file, in this process and in others, never lose a
+    committed change.
+    """
+
+    def test_secondStoreKeepsFirstStoresLocks(self) -> None:
+        """
+        Opening a second store on the file in this process does not drop
+        the first store's locks: another process that opens and closes the
+        registry (an admin command) then cannot mistake itself for the last
+        user and delete the write-ahead log the first store still writes
+        to, so every change the first store commits afterwards is kept.
+        """
+        self.store.put(record(uid="A" * 32))
+        self.openStore().close()
+        self.assertEqual(self.listInAnotherProcess(), ["A" * 32])
+        self.store.put(record(uid="B" * 32))
+        # Seen by another process while the first store is still open: the
+        # change is in the live write-ahead log, not in an unlinked one.
+        self.assertEqual(self.listInAnotherProcess(), ["A" * 32, "B" * 32])
+
+    def listInAnotherProcess(self) -> list[str]:
+        """
+        Open the registry in another process, as an admin command does, and
+        list its UIDs.
+        """
+        admin = startPython(
+            "-c",
+            "import sys; from ztnagw.registry.sqlite import SQLiteEndpointStore; "
+            "s = SQLiteEndpointStore(sys.argv[1]); "
+            "print(' '.join(r.uid for r in s.list())); s.close()",
+            self.path,
+        )
+        output, errors = admin.communicate(timeout=60)
+        self.assertEqual(admin.returncode, 0, errors)
+        return output.split()
 
 
 class CrashTests(StoreTestCase):

@@ -214,15 +214,29 @@ def _prepareFile(path: str) -> os.stat_result:
     @raise RegistryUnavailable: it cannot be created or opened, or other
         users may write to it.
     """
+    # An existing file is only examined with stat(), never opened: closing
+    # any descriptor of a file drops every POSIX lock this process holds on
+    # it, including the locks of another SQLite connection to the same
+    # registry (the daemon's shared connection), which would then let a
+    # checkpoint delete a WAL still in use.
     try:
         _makeDirectories(os.path.dirname(os.path.abspath(path)))
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            info = os.stat(path)
+        except FileNotFoundError:
+            try:
+                fd = os.open(
+                    path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600
+                )
+            except FileExistsError:
+                info = os.stat(path)
+            else:
+                try:
+                    info = os.fstat(fd)
+                finally:
+                    os.close(fd)
     except OSError as e:
         raise RegistryUnavailable(f"cannot open {path}: {e.strerror}") from e
-    try:
-        info = os.fstat(fd)
-    finally:
-        os.close(fd)
     if not stat.S_ISREG(info.st_mode):
         raise RegistryUnavailable(f"{path} is not a regular file")
     if info.st_mode & 0o022:
