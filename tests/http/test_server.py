@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 
 from twisted.internet.error import ConnectionDone
-from twisted.internet.interfaces import IPushProducer, ITCPTransport
+from twisted.internet.interfaces import IHalfCloseableProtocol, IPushProducer, ITCPTransport
 from twisted.internet.protocol import Protocol
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
@@ -721,6 +721,49 @@ class TakeOverTests(SynchronousTestCase):
         self.assertEqual(len(handler.requests), 1)
         self.assertIn(b"Connection: close", transport.value())
         clock.advance(2)
+        self.assertTrue(transport.disconnecting)
+
+    def test_halfCloseReachesTunnel(self) -> None:
+        """
+        After a takeover, the peer's half-close (and ours) reach a
+        half-closeable protocol as such, and the connection stays open for
+        the other direction; a protocol that is not half-closeable gets the
+        connection closed instead.
+        """
+
+        @implementer(IHalfCloseableProtocol)
+        class HalfCloseable(_Tunnel):
+            readLost = writeLost = False
+
+            def readConnectionLost(self) -> None:
+                self.readLost = True
+
+            def writeConnectionLost(self) -> None:
+                self.writeLost = True
+
+        for tunnel, halfCloseable in ((HalfCloseable(), True), (_Tunnel(), False)):
+            handler = RecordingHandler(lambda r, t=tunnel: r.takeOver(t))
+            protocol, transport, clock = connectServer(handler)
+            protocol.dataReceived(self.HEAD)
+            protocol.readConnectionLost()
+            protocol.writeConnectionLost()
+            if halfCloseable:
+                self.assertTrue(tunnel.readLost)
+                self.assertTrue(tunnel.writeLost)
+                self.assertFalse(transport.disconnecting)
+            else:
+                self.assertTrue(transport.disconnecting)
+
+    def test_halfCloseBeforeTakeOver(self) -> None:
+        """
+        A half-close by an HTTP client ends the connection once what was
+        written has been sent.
+        """
+        handler = RecordingHandler(lambda r: r.response.respond(200, b"OK", (), b"hi"))
+        protocol, transport, clock = connectServer(handler)
+        protocol.dataReceived(_get(b""))
+        protocol.readConnectionLost()
+        self.assertIn(b"hi", transport.value())
         self.assertTrue(transport.disconnecting)
 
     def test_takeOverRules(self) -> None:

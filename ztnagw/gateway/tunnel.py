@@ -428,11 +428,6 @@ class _TunnelRequest:
         client = RelayEnd(CLIENT)
         if target.encrypted or not isinstance(transport, TLSProtocol):
             request.takeOver(client)
-            if isinstance(transport, TLSProtocol) and transport.wrappedProtocol is not client:
-                # The HTTP layer would pass data and the loss on, but not a
-                # TLS close_notify as a half-close: the tunnel end takes the
-                # TLS transport's events itself from now on.
-                transport.wrappedProtocol = client
         else:
             collector = _Collector()
             request.takeOver(collector)

@@ -27,6 +27,7 @@ from typing import Iterable
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.error import ConnectionAborted
 from twisted.internet.interfaces import (
+    IHalfCloseableProtocol,
     IProtocol,
     IPushProducer,
     IReactorTime,
@@ -732,9 +733,15 @@ class BodyRelay:
         self._response.abort()
 
 
+@implementer(IHalfCloseableProtocol)
 class HTTPServerProtocol(Protocol):
     """
     A strict HTTP/1.1 server connection calling an L{IRequestHandler}.
+
+    It is half-closeable so that, after L{Request.takeOver}, a peer's
+    half-close (a TCP FIN, or a TLS close_notify) reaches a half-closeable
+    new protocol as such; before that, a half-close ends the connection once
+    what was written has been sent.
 
     @ivar connection: the L{ServerConnection}, once connected.
     """
@@ -831,6 +838,31 @@ class HTTPServerProtocol(Protocol):
         if request is not None:
             request._bodyError(reason)
             request.response._abandon(reason)
+
+    def readConnectionLost(self) -> None:
+        """
+        The peer will send nothing more.  A protocol that took the
+        connection over and is half-closeable hears it as such; otherwise
+        the connection closes once what was written is sent (no further
+        request can arrive, and a body in progress is truncated).
+        """
+        if self._state == _TAKEN:
+            tunnel = IHalfCloseableProtocol(self._tunnel, None)
+            if tunnel is not None:
+                tunnel.readConnectionLost()
+                return
+        if self._state != _CLOSED:
+            self.transport.loseConnection()
+
+    def writeConnectionLost(self) -> None:
+        """
+        Our side's half-close completed; only a half-closeable protocol
+        that took the connection over cares.
+        """
+        if self._state == _TAKEN:
+            tunnel = IHalfCloseableProtocol(self._tunnel, None)
+            if tunnel is not None:
+                tunnel.writeConnectionLost()
 
     # Parsing.
 
