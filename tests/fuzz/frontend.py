@@ -141,17 +141,22 @@ class FrontEnd:
 
     @ivar reactor: the memory reactor every timer and connection attempt
         goes to.
+    @ivar attempts: the C{(host, port)} of every connection the gateway
+        tried to make to a real server (each was refused).
     """
 
     def __init__(self, withCertificate: bool = True) -> None:
         self.reactor = MemoryReactorClock()
         self.reactor.advance(1_700_000_000)
+        self.attempts: list[tuple[str, int]] = []
         self.index = MemoryIndex([record()])
         self.config = loads(CONFIG.replace("#IDLE#", "") + ALLOW)
         self.gate, self.logs = makeGate(self.config, self.index, self.reactor)
         self.gate.sessions.start()
         self.site = makeSite(self.config)
-        self.resolver = TableResolver({"db.corp.example": ["10.66.0.3"], "ssh.corp.example": ["10.88.0.5"]})
+        self.resolver = TableResolver(
+            {"db.corp.example": ["10.66.0.3"], "ssh.corp.example": ["10.88.0.5"], "x.corp.example": ["10.66.0.3"]}
+        )
         self.router = RealServerRouter(self.config, self.resolver, ClientCreatorCache(), ())
         self.pools = UpstreamPools(self.reactor)
         self.facts = handshake(presented() if withCertificate else None)
@@ -198,6 +203,7 @@ class FrontEnd:
     def _failUpstreams(self) -> None:
         while self.reactor.tcpClients:
             host, port, factory, timeout, bind = self.reactor.tcpClients.pop(0)
+            self.attempts.append((host, port))
             connector = self.reactor.connectors.pop(0) if self.reactor.connectors else None
             factory.clientConnectionFailed(connector, Failure(ConnectionRefusedError(host)))
 
@@ -251,3 +257,21 @@ REQUEST_PIECES: list[bytes] = [
     b"0\r\n\r\n", b"5\r\nhello\r\n", b"ffffffffffffffffffff\r\n", b"5;ext=1\r\n", b"5 \r\n", b"0x5\r\n",
     b"Trailer: x\r\n",
 ]
+
+#: Where the test configuration lets a connection go: the C{http}
+#: api-gateway's real server and every destination its C{tcp-forwarding}
+#: api-gateway admits (an address of C{rdp-hosts} other than the denied
+#: one, C{*.corp.example} names on their mapped ports, C{db.corp.example}).
+def allowedDestination(host: str, port: int) -> bool:
+    """
+    Whether the test configuration lets the gateway connect to
+    C{host}:C{port}.
+    """
+    import ipaddress
+
+    if (host, port) in {("127.0.0.1", 8080), ("10.88.0.5", 22), ("10.66.0.3", 1521)}:
+        return True
+    if host == "10.66.0.3" and port in (5432, 6379):
+        return True
+    address = ipaddress.ip_address(host)
+    return port == 3389 and address in ipaddress.ip_network("10.1.0.0/24") and host != "10.1.0.66"
