@@ -17,7 +17,8 @@ everything (a 1 GiB body never sits in its memory either):
   - C{GET /stats}: connections accepted and bytes of /bytes bodies written
     to sockets so far (what a slow client lets through).
 
-It prints C{ready} when it listens.
+It prints C{ready} when it listens; given a certificate and a key after
+the port, it serves HTTPS.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import json
 import sys
 from urllib.parse import parse_qs
 
-from twisted.internet.interfaces import IPushProducer
+from twisted.internet.interfaces import IOpenSSLContextFactory, IPushProducer
 from zope.interface import implementer
 
 from ztnagw.http.server import HTTPServerFactory, Request
@@ -176,13 +177,44 @@ class CountingFactory(HTTPServerFactory):
         return HTTPServerFactory.buildProtocol(self, addr)
 
 
-def main(port: int) -> None:
+@implementer(IOpenSSLContextFactory)
+class _Contexts:
+    """
+    Gives Twisted's C{listenSSL} one ready-made context.
+    """
+
+    def __init__(self, context) -> None:
+        self._context = context
+
+    def getContext(self):
+        """
+        The context.
+        """
+        return self._context
+
+
+def main(port: int, certificate: str | None = None, key: str | None = None) -> None:
+    """
+    Serve on 127.0.0.1:C{port}, in TLS with C{certificate} and C{key} when
+    given.
+    """
+    from OpenSSL import SSL
     from twisted.internet import reactor
 
-    reactor.listenTCP(port, CountingFactory(Backend(reactor), reactor), interface="127.0.0.1")
+    factory = CountingFactory(Backend(reactor), reactor)
+    if certificate is None:
+        reactor.listenTCP(port, factory, interface="127.0.0.1")
+    else:
+        # A plain context: Twisted 26.10's CertificateOptions answers a
+        # client that offers ALPN with an "internal error" alert under
+        # pyOpenSSL 26.4, and the gateway offers http/1.1.
+        context = SSL.Context(SSL.TLS_SERVER_METHOD)
+        context.use_certificate_file(certificate)
+        context.use_privatekey_file(key)
+        reactor.listenSSL(port, factory, _Contexts(context), interface="127.0.0.1")
     reactor.callWhenRunning(lambda: (sys.stdout.write("ready\n"), sys.stdout.flush()))
     reactor.run()
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]))
+    main(int(sys.argv[1]), *sys.argv[2:4])

@@ -37,12 +37,22 @@ from ztnagw.registry import openStore
 from ztnagw.registry.record import EndpointRecord, canonicalSerial
 from ztnagw.startup import prepare
 from tests.support.daemon import Daemon, environment, freePort, runAdmin
+from tests.support.pki import makeCA, makeServer
 
 #: The VIPs of the test configuration, each on its own port.
 VIPS = ("MAIN", "OPEN", "ACCEPT", "TAGS", "NEG", "DENY", "NOPOL")
 
 #: Virtual hosts of the MAIN VIP and what they are for.
-VIRTUAL_HOSTS = ("open.test", "app.test", "gone.test", "dns.test", "slow.test", "refused.test")
+VIRTUAL_HOSTS = (
+    "open.test",
+    "app.test",
+    "gone.test",
+    "dns.test",
+    "slow.test",
+    "refused.test",
+    "secure.test",
+    "forged.test",
+)
 
 _TEMPLATE = """
 config system global
@@ -68,6 +78,11 @@ config endpoint-control fctems
         set server "127.0.0.1"
         set https-port {EMS}
         set serial-number "FCTEMS8825007278"
+    next
+end
+config vpn certificate ca
+    edit "backend-ca"
+        set ca-file "{backendCA}"
     next
 end
 config firewall address
@@ -100,6 +115,14 @@ config firewall access-proxy-virtual-host
     next
     edit "refused"
         set host "refused.test"
+        set ssl-certificate "gateway"
+    next
+    edit "secure"
+        set host "secure.test"
+        set ssl-certificate "gateway"
+    next
+    edit "forged"
+        set host "forged.test"
         set ssl-certificate "gateway"
     next
 end
@@ -180,6 +203,27 @@ config firewall access-proxy
                     edit 1
                         set ip 127.0.0.1
                         set port {CLOSED}
+                    next
+                end
+            next
+            edit 8
+                set service https
+                set virtual-host "secure"
+                config realservers
+                    edit 1
+                        set ip 127.0.0.1
+                        set port {TLSBACKEND}
+                    next
+                end
+            next
+            edit 9
+                set service https
+                set virtual-host "forged"
+                config realservers
+                    edit 1
+                        set ip 127.0.0.1
+                        set port {TLSBACKEND}
+                        set http-host "elsewhere.test"
                     next
                 end
             next
@@ -284,11 +328,18 @@ class Gateway:
     def __init__(self, directory: str) -> None:
         self.directory = os.path.abspath(directory)
         os.makedirs(self.directory, exist_ok=True)
-        self.ports = {name: freePort() for name in VIPS + ("BACKEND", "EMS", "CLOSED")}
+        self.ports = {name: freePort() for name in VIPS + ("BACKEND", "TLSBACKEND", "EMS", "CLOSED")}
         self.configPath = os.path.join(self.directory, "gateway.conf")
         self.trafficLog = os.path.join(self.directory, "traffic.log")
         self.daemon = Daemon(self.configPath, self.directory)
-        self.backend: subprocess.Popen | None = None
+        self.backends: list[subprocess.Popen] = []
+        # The HTTPS real server's certificate, from a CA of its own that the
+        # configuration trusts (vpn certificate ca).
+        backendCA = makeCA("backend CA")
+        self.backendCA, _ = backendCA.writeTo(self.directory, "backend-ca")
+        self.backendCertificate, self.backendKey = makeServer(
+            backendCA, names=("real.test",), ipAddresses=("127.0.0.1",)
+        ).writeTo(self.directory, "backend")
         self._devices = 0
         extras = {
             "OPEN": "        set client-cert disable\n",
@@ -298,7 +349,7 @@ class Gateway:
             _VIP.format(name=name, port=self.ports[name], extra=extras.get(name, "")) for name in VIPS
         )
         others = "\n".join(_PROXY.format(name=name, backend=self.ports["BACKEND"]) for name in VIPS[1:])
-        text = _TEMPLATE.format(vips=vips, otherProxies=others, **self.ports)
+        text = _TEMPLATE.format(vips=vips, otherProxies=others, backendCA=self.backendCA, **self.ports)
         with open(self.configPath, "w") as f:
             f.write(text)
         # The daemon's own start-up code makes the EMS CA and the gateway
@@ -313,14 +364,19 @@ class Gateway:
         Start the backend and the daemon; wait until every VIP listens and
         the registry is loaded.
         """
-        self.backend = subprocess.Popen(
-            [sys.executable, "-m", "tests.integration.httpsbackend", str(self.ports["BACKEND"])],
-            stdout=subprocess.PIPE,
-            env=environment(),
-        )
-        assert self.backend.stdout is not None
-        if self.backend.stdout.readline().strip() != b"ready":
-            raise RuntimeError("the backend did not start")
+        for arguments in (
+            [str(self.ports["BACKEND"])],
+            [str(self.ports["TLSBACKEND"]), self.backendCertificate, self.backendKey],
+        ):
+            backend = subprocess.Popen(
+                [sys.executable, "-m", "tests.integration.httpsbackend", *arguments],
+                stdout=subprocess.PIPE,
+                env=environment(),
+            )
+            self.backends.append(backend)
+            assert backend.stdout is not None
+            if backend.stdout.readline().strip() != b"ready":
+                raise RuntimeError("the backend did not start")
         self.daemon.start(waitPorts=[self.ports[name] for name in VIPS])
         self.waitForLog("registry loaded")
 
@@ -329,10 +385,10 @@ class Gateway:
         Stop the daemon and the backend.
         """
         self.daemon.stop()
-        if self.backend is not None:
-            self.backend.terminate()
-            self.backend.wait(10)
-            self.backend = None
+        backends, self.backends = self.backends, []
+        for backend in backends:
+            backend.terminate()
+            backend.wait(10)
 
     def waitForLog(self, text: str, timeout: float = 15.0) -> None:
         """

@@ -131,3 +131,19 @@ class RelayTests(TestCase):
         g.curl("MAIN", "/headers", self.device)
         self.assertEqual(os.stat(g.trafficLog).st_mode & 0o777, 0o600)
         self.assertEqual(len(g.trafficLines()), 1)
+
+    def test_httpsRealServer(self) -> None:
+        """
+        A real server over HTTPS is verified against the configured CA and
+        its address; one whose certificate does not name what the gateway
+        expects (here its http-host) is refused with 502.
+        """
+        g = self.gateway
+        status, _, body, _ = g.curl("MAIN", "/headers", self.device, host="secure.test")
+        self.assertEqual(status, 200)
+        self.assertEqual(json.loads(body)["target"], "/headers")
+        status, fields, _, _ = g.curl("MAIN", "/headers", self.device, host="forged.test")
+        self.assertEqual(status, 502)
+        [line] = [l for l in g.trafficLines() if l.get("hostname", "").startswith("forged.test")]
+        self.assertEqual(line["action"], "ip-conn")
+        self.assertIn("elsewhere.test", line["ztnadetail"])
