@@ -61,6 +61,12 @@ class PatternProducer:
     """
 
     def __init__(self, reactor, response, n: int, chunked: bool) -> None:
+        """
+        @param response: where the bytes go (its head is written).
+        @param n: how many.
+        @param chunked: whether the response is chunked (framing is the
+            HTTP layer's; kept for the record).
+        """
         self.reactor = reactor
         self.response = response
         self.remaining = n
@@ -68,6 +74,9 @@ class PatternProducer:
         self.stopped = False
 
     def start(self) -> None:
+        """
+        Register with the response and start writing.
+        """
         self.response.registerProducer(self, True)
         self._pump()
 
@@ -83,14 +92,23 @@ class PatternProducer:
             self.response.finish()
 
     def pauseProducing(self) -> None:
+        """
+        The connection is full.
+        """
         self.paused = True
 
     def resumeProducing(self) -> None:
+        """
+        The connection takes more.
+        """
         if self.paused:
             self.paused = False
             self.reactor.callLater(0, self._pump)
 
     def stopProducing(self) -> None:
+        """
+        The client went away.
+        """
         self.stopped = True
 
 
@@ -100,22 +118,36 @@ class Sink:
     """
 
     def __init__(self, request: Request) -> None:
+        """
+        @param request: the request whose body to consume.
+        """
         self.request = request
         self.hash = hashlib.sha256()
         self.length = 0
 
     def bodyStarted(self, producer) -> None:
-        pass
+        """
+        See L{ztnagw.http.interfaces.IBodyConsumer}.
+        """
 
     def bodyDataReceived(self, data: bytes) -> None:
+        """
+        Count and hash.
+        """
         self.length += len(data)
         self.hash.update(data)
 
     def bodyFinished(self) -> None:
+        """
+        Answer the length and hash.
+        """
         body = json.dumps({"length": self.length, "sha256": self.hash.hexdigest()}).encode()
         self.request.response.respond(200, b"OK", [(b"Content-Type", b"application/json")], body)
 
     def bodyFailed(self, reason) -> None:
+        """
+        Give up.
+        """
         self.request.response.abort()
 
 
@@ -125,9 +157,15 @@ class Backend:
     """
 
     def __init__(self, reactor) -> None:
+        """
+        @param reactor: for timers.
+        """
         self.reactor = reactor
 
     def requestReceived(self, request: Request) -> None:
+        """
+        Answer by path (see the module docstring).
+        """
         path, _, query = request.path.partition(b"?")
         arguments = parse_qs(query.decode())
         n = int(arguments.get("n", ["0"])[0])
@@ -173,6 +211,9 @@ class CountingFactory(HTTPServerFactory):
     """
 
     def buildProtocol(self, addr):
+        """
+        Count, then build.
+        """
         Stats.connections += 1
         return HTTPServerFactory.buildProtocol(self, addr)
 
@@ -184,6 +225,9 @@ class _Contexts:
     """
 
     def __init__(self, context) -> None:
+        """
+        @param context: the context to give.
+        """
         self._context = context
 
     def getContext(self):
