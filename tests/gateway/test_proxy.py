@@ -22,7 +22,6 @@ from ztnagw.gateway.proxy import (
     FORWARDING_FIELDS,
     AccessProxyHandler,
     GatewayErrorPages,
-    UnbuiltTunnels,
     UpstreamPools,
     VipHTTPFactory,
     isTunnelRequest,

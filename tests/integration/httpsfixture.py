@@ -15,14 +15,13 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import re
 import socket
 import ssl
 import subprocess
 import sys
 import threading
 import time
-from typing import Any, Sequence
+from typing import Sequence
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -637,5 +636,3 @@ def fieldsOf(text: str) -> dict[str, str]:
 
     return dict(parseKeyValue(text))
 
-
-_SPACE = re.compile(r"\s+")

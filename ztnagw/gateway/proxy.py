@@ -35,7 +35,7 @@ aborts the upstream request.
 from __future__ import annotations
 
 import ipaddress
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
