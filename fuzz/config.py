@@ -21,6 +21,11 @@ import atheris
 import _harness  # noqa: F401  (puts the repository on sys.path)
 
 with atheris.instrument_imports(include=["ztnagw"]):
+    # loads() imports these lazily: they must be imported (and so
+    # instrumented) here.
+    import ztnagw.config.build  # noqa: F401
+    import ztnagw.config.printer  # noqa: F401
+    import ztnagw.config.syntax  # noqa: F401
     from ztnagw.config import loads, show
     from ztnagw.config.tree import ConfigurationRejected
 
