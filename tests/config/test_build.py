@@ -530,8 +530,8 @@ class ErrorTests(SynchronousTestCase):
             "config firewall address, config firewall addrgrp, config "
             "firewall schedule recurring, config firewall schedule onetime, "
             "config firewall vip, config firewall access-proxy-virtual-host, "
-            "config firewall access-proxy, config firewall policy, config "
-            "firewall proxy-policy",
+            "config firewall access-proxy, config web-proxy profile, config "
+            "firewall policy, config firewall proxy-policy",
         )
 
     def test_danglingReference(self) -> None:

@@ -183,6 +183,9 @@ def addCommands(subparsers: argparse._SubParsersAction) -> None:
         description="FortiOS diagnostic commands, printing what FortiOS prints.",
     )
     areas = diagnose.add_subparsers(title="areas", metavar="AREA", required=True)
+    from ztnagw.cli import realserver
+
+    realserver.addCommands(areas)
     endpoint = areas.add_parser(
         "endpoint",
         help="endpoint records",

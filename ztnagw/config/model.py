@@ -98,6 +98,8 @@ __all__ = [
     "UserGroup",
     "Vip",
     "VirtualHost",
+    "WebProxyHeader",
+    "WebProxyProfile",
 ]
 
 _ADDRESSES = ("addresses", "addressGroups")
@@ -663,6 +665,80 @@ _SERVICE_HTTPS = Condition("service", ("https",), parent="api-gateway")
 _SERVICE_TCP = Condition("service", _TCP_FORWARDING, parent="api-gateway")
 _ADDR_IP = Condition("addr-type", ("ip",))
 _HEALTH_CHECK = Condition("health-check", (True,))
+@frozen
+class HealthCheckProtocol(Choice):
+    """
+    The choice of C{health-check-proto}: C{ping} is refused on a machine
+    where the gateway cannot send ICMP echo requests, so that a check that
+    could never succeed is reported when the configuration is checked
+    instead of marking every server down.
+    """
+
+    def parse(self, words, context):  # type: ignore[no-untyped-def]
+        """
+        See L{ztnagw.config.schema.IValueType.parse}.
+        """
+        word = Choice.parse(self, words, context)
+        if word == "ping":
+            from ztnagw.gateway.health import icmpProblem
+
+            problem = icmpProblem()
+            if problem is not None:
+                raise ValueProblem(f"ping cannot be used on this machine: {problem}; use tcp-connect or http")
+        return word
+
+
+_HEALTH_CHECK_HTTP = Condition("health-check-proto", ("http",))
+
+
+@frozen
+class HealthCheckProtocol(Choice):
+    """
+    The choice of C{health-check-proto}: C{ping} is refused on a machine
+    where the gateway cannot send ICMP echo requests, so that a check that
+    could never succeed is reported when the configuration is checked
+    instead of marking every server down.
+    """
+
+    def parse(self, words, context):  # type: ignore[no-untyped-def]
+        """
+        See L{ztnagw.config.schema.IValueType.parse}.
+        """
+        word = Choice.parse(self, words, context)
+        if word == "ping":
+            from ztnagw.gateway.health import icmpProblem
+
+            problem = icmpProblem()
+            if problem is not None:
+                raise ValueProblem(f"ping cannot be used on this machine: {problem}; use tcp-connect or http")
+        return word
+
+
+_HEALTH_CHECK_HTTP = Condition("health-check-proto", ("http",))
+
+
+@frozen
+class StatusCodes(PortRanges):
+    """
+    One or more HTTP status codes or C{N-M} ranges (100-599), as a tuple of
+    L{PortRange}.
+    """
+
+    def parse(self, words, context):  # type: ignore[no-untyped-def]
+        """
+        See L{ztnagw.config.schema.IValueType.parse}.
+        """
+        ranges = PortRanges.parse(self, words, context)
+        for statuses in ranges:
+            if not 100 <= statuses.low <= statuses.high <= 599:
+                raise ValueProblem(f"{statuses} is not an HTTP status (100-599)")
+        return ranges
+
+    def describe(self) -> str:
+        """
+        See L{ztnagw.config.schema.IValueType.describe}.
+        """
+        return "one or more HTTP statuses (100-599) or ranges N-M"
 
 
 @frozen(kw_only=True)
@@ -758,18 +834,86 @@ class RealServer(ConfigObject):
     )
     healthCheckProto: str = option(
         "health-check-proto",
-        Choice(("ping", "http", "tcp-connect")),
+        HealthCheckProtocol(("ping", "http", "tcp-connect")),
         default="ping",
         when=_HEALTH_CHECK,
-        help="How the health check probes the server.",
+        help="How the health check probes the server: ping (ICMP echo; "
+        "needs unprivileged ICMP sockets or the raw-socket privilege, "
+        "refused where this machine has neither), tcp-connect (a TCP "
+        "connection) or http (a GET answered with a status of "
+        "health-check-http-status).",
     )
     holddownInterval: bool = option(
         "holddown-interval",
         Flag(),
         default=True,
         when=_HEALTH_CHECK,
-        help="Consider a server up again only after 30 seconds of good "
-        "health checks.",
+        help="Consider a server that recovered up again only after a "
+        "hold-down (holddown-time, 30 seconds by default) of good health "
+        "checks.",
+    )
+    holddownTime: int = option(
+        "holddown-time",
+        Integer(1, 3600),
+        default=30,
+        when=_HEALTH_CHECK,
+        origin=EXTENSION,
+        help="Seconds of the hold-down of holddown-interval (FortiOS: 30).",
+    )
+    healthCheckInterval: int = option(
+        "health-check-interval",
+        Integer(1, 3600),
+        default=10,
+        when=_HEALTH_CHECK,
+        origin=EXTENSION,
+        help="Seconds between two health checks.",
+    )
+    healthCheckTimeout: int = option(
+        "health-check-timeout",
+        Integer(1, 300),
+        default=2,
+        when=_HEALTH_CHECK,
+        origin=EXTENSION,
+        help="Seconds a health check may take before it counts as failed.",
+    )
+    healthCheckFall: int = option(
+        "health-check-fall",
+        Integer(1, 100),
+        default=3,
+        when=_HEALTH_CHECK,
+        origin=EXTENSION,
+        help="Failed checks in a row that mark a server down.",
+    )
+    healthCheckRise: int = option(
+        "health-check-rise",
+        Integer(1, 100),
+        default=2,
+        when=_HEALTH_CHECK,
+        origin=EXTENSION,
+        help="Good checks in a row that mark a down server up again (then the "
+        "hold-down, if enabled).",
+    )
+    healthCheckHttpPath: str = option(
+        "health-check-http-path",
+        Text(maxLength=1024, pattern=r"/[!-~]*", patternHelp="a path starting with /"),
+        default="/",
+        when=_HEALTH_CHECK_HTTP,
+        origin=EXTENSION,
+        help="Path the http health check asks for (GET, with the Host the "
+        "server gets).",
+    )
+    healthCheckHttpStatus: str = option(
+        "health-check-http-status",
+        Text(
+            maxLength=255,
+            pattern=r"[1-5][0-9][0-9](-[1-5][0-9][0-9])?(,[1-5][0-9][0-9](-[1-5][0-9][0-9])?)*",
+            patternHelp="HTTP statuses or ranges N-M, separated by commas (200,301-302)",
+        ),
+        default="200",
+        when=_HEALTH_CHECK_HTTP,
+        origin=EXTENSION,
+        help="Statuses (or ranges N-M, comma-separated) an http health check "
+        "accepts.",
     )
     verifyCert: bool = option(
         "verify-cert",
@@ -928,6 +1072,16 @@ class ApiGateway(ConfigObject):
         help="Seconds a request or tunnel through this api-gateway may pass "
         "no byte in either direction before the gateway closes it; 0: never.",
     )
+    maxLifetime: int = option(
+        "max-lifetime",
+        Integer(0, 31536000),
+        default=0,
+        origin=EXTENSION,
+        help="Seconds a WebSocket or other upgraded connection, or a tunnel, "
+        "through this api-gateway may last in all before the gateway closes "
+        "it; 0: no limit (the device is decided again whenever its record "
+        "changes, so a limit is only needed to bound sessions in time).",
+    )
     realServers: FrozenMap[int, RealServer] = table("realservers", RealServer)
 
     @property
@@ -1037,6 +1191,136 @@ class VirtualHost(ConfigObject):
     clientCert: bool | None = _clientCert()
     emptyCertAction: str | None = _emptyCertAction()
     userAgentDetect: bool | None = _userAgentDetect()
+
+
+# --------------------------------------------------------- web-proxy profile
+
+_HEADER_ACTION = Choice(("pass", "add", "remove"))
+
+
+_IDENTITY = Condition("identity-assertion", (True,))
+
+
+def _headerAction(cliName: str, what: str) -> object:
+    return option(
+        cliName,
+        _HEADER_ACTION,
+        default="pass",
+        help=f"{what}: pass (the gateway's default), add (the gateway sets "
+        "it) or remove (not sent).  A client's copy is never passed on.",
+    )
+
+
+@frozen(kw_only=True)
+class WebProxyHeader(ConfigObject):
+    """
+    C{config headers} of a web-proxy profile: one header field the gateway
+    adds to, or removes from, requests or responses.
+    """
+
+    id: int = idKey()
+    name: str | None = option(
+        "name",
+        Text(maxLength=79, pattern=r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", patternHelp="a header field name"),
+        required=True,
+        help="The field name.",
+    )
+    action: str = option(
+        "action",
+        Choice(("add-to-request", "add-to-response", "remove-from-request", "remove-from-response")),
+        default="add-to-request",
+        help="Add the field to, or remove it from, requests to real servers "
+        "or responses to clients.",
+    )
+    content: str | None = option(
+        "content",
+        Text(maxLength=1023),
+        help="The value to add; $client-ip, $user (the authenticated user, "
+        "empty while user authentication is not implemented) and the "
+        "ztnagw extensions $device-uid, $device-tags (the device's tags "
+        "as policies name them, comma-separated), $cert-serial and "
+        "$device-user (the user the device's agent reported) are replaced.",
+    )
+    addOption: str = option(
+        "add-option",
+        Choice(("new", "append", "new-on-not-found")),
+        default="new",
+        help="new: replace any field of that name; append: add one more; "
+        "new-on-not-found: add it only when none is there.",
+    )
+    base64Encoding: bool = option(
+        "base64-encoding",
+        Flag(),
+        default=False,
+        help="Send the value base64-encoded.",
+    )
+
+
+@frozen(kw_only=True)
+class WebProxyProfile(ConfigObject):
+    """
+    C{config web-proxy profile}: what real servers learn about the client,
+    referred to by a policy's C{webproxy-profile}.
+    """
+
+    name: str = nameKey()
+    headerClientIp: str = _headerAction("header-client-ip", "Client-IP (the client's address)")
+    headerXForwardedFor: str = _headerAction(
+        "header-x-forwarded-for",
+        "X-Forwarded-For (the client's address; ztnagw sets it by default, so "
+        "pass and add both send it)",
+    )
+    headerXForwardedClientCert: str = _headerAction(
+        "header-x-forwarded-client-cert",
+        "X-Forwarded-Client-Cert (the device certificate: Hash, Subject and "
+        "the URL-encoded PEM)",
+    )
+    headerFrontEndHttps: str = _headerAction("header-front-end-https", "Front-End-Https: On")
+    headerXAuthenticatedUser: str = _headerAction(
+        "header-x-authenticated-user",
+        "X-Authenticated-User (the authenticated user, when there is one)",
+    )
+    headerXAuthenticatedGroups: str = _headerAction(
+        "header-x-authenticated-groups",
+        "X-Authenticated-Groups (the authenticated user's groups, when known)",
+    )
+    identityAssertion: bool = option(
+        "identity-assertion",
+        Flag(),
+        default=False,
+        origin=EXTENSION,
+        help="Send a short-lived JWT (ES256) signed by the gateway that says "
+        "who the device is (see docs/gateway.md for the claims and the JWKS "
+        "URL).",
+    )
+    identityAssertionHeader: str = option(
+        "identity-assertion-header",
+        Text(maxLength=79, pattern=r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", patternHelp="a header field name"),
+        default="X-ZTNA-Identity",
+        when=_IDENTITY,
+        origin=EXTENSION,
+        help="The header the JWT is sent in (a client's copy is always "
+        "removed).",
+    )
+    identityAssertionTtl: int = option(
+        "identity-assertion-ttl",
+        Integer(10, 3600),
+        default=60,
+        when=_IDENTITY,
+        origin=EXTENSION,
+        help="Seconds the JWT is valid (exp - iat).",
+    )
+    headers: FrozenMap[int, WebProxyHeader] = table("headers", WebProxyHeader)
+
+
+def _webproxyProfile(origin: str) -> object:
+    return option(
+        "webproxy-profile",
+        Reference(("webProxyProfiles",), "web-proxy profile"),
+        origin=origin,
+        help="The web-proxy profile (header actions, identity assertion) of "
+        "the requests the policy accepts; none: ztnagw's defaults.",
+    )
 
 
 # ----------------------------------------------------------------- policies
@@ -1169,6 +1453,7 @@ class FirewallPolicy(ConfigObject):
         refused=_USERS_REFUSED,
         help="Not implemented yet: a policy naming groups is refused.",
     )
+    webproxyProfile: str | None = _webproxyProfile(EXTENSION)
     comments: str | None = option("comments", Text(maxLength=1023), help="Free text.")
 
 
@@ -1274,6 +1559,7 @@ class ProxyPolicy(ConfigObject):
     status: bool = option(
         "status", Flag(), default=True, help="A disabled policy never matches."
     )
+    webproxyProfile: str | None = _webproxyProfile("FortiOS")
     comments: str | None = option("comments", Text(maxLength=1023), help="Free text.")
 
 
@@ -1787,6 +2073,9 @@ class Config:
     )
     accessProxies: FrozenMap[str, AccessProxy] = table(
         ("firewall", "access-proxy"), AccessProxy
+    )
+    webProxyProfiles: FrozenMap[str, WebProxyProfile] = table(
+        ("web-proxy", "profile"), WebProxyProfile
     )
     policies: FrozenMap[int, FirewallPolicy] = table(("firewall", "policy"), FirewallPolicy)
     proxyPolicies: FrozenMap[int, ProxyPolicy] = table(

@@ -2,15 +2,15 @@
 """
 Which real server a proxied request goes to, and how to reach it.
 
-An api-gateway lists real servers; this release uses the first usable one
-whose C{status} is C{active}, else the first usable C{standby} one (load
-balancing, persistence and health checks come with real-server pools:
-L{RealServerRouter.chooseRealServer} is the one place they will plug in).
-A real server is usable when it names exactly one host: C{addr-type ip}
-with C{ip}, or with C{address} naming a single address (a /32 subnet or a
-one-address range); C{addr-type fqdn} with C{address} naming an FQDN
-address, resolved when a request needs it (without blocking; failure is
-error 023).  None usable: error 022.
+Every api-gateway's real servers form a pool (L{ztnagw.gateway.pool}: the
+load-balancing method, C{active}/C{standby}/C{disable}, the health each
+member's checks concluded, persistence); L{RealServerRouter.chooseRealServer}
+is where a request gets its member.  A real server is a member when it
+names exactly one host: C{addr-type ip} with C{ip}, or with C{address}
+naming a single address (a /32 subnet or a one-address range);
+C{addr-type fqdn} with C{address} naming an FQDN address, resolved when a
+request needs it (without blocking; failure is error 023).  None that may
+serve: error 022.
 
 Everything that can be prepared is prepared once, at start-up: the TLS
 client connection creator of each C{service https} real server (verified
@@ -23,7 +23,7 @@ C{translate-host enable} the real server's own name, else the client's).
 from __future__ import annotations
 
 import ipaddress
-from typing import Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 from attrs import frozen
 from cryptography import x509
@@ -32,7 +32,10 @@ from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
 from twisted.logger import Logger
 
 from ztnagw.config.model import ApiGateway, Config, RealServer
+from ztnagw.gateway.identity import IdentityHeaders, IdentityKeys
 from ztnagw.gateway.interfaces import IResolver
+from ztnagw.gateway.persistence import CookiePersistence
+from ztnagw.gateway.pool import Member, MemberHealth, RealServerPool
 from ztnagw.http.client import UpstreamKey
 from ztnagw.tls.client import ClientCreatorCache, RealServerTrust
 from ztnagw.tls.posture import TLSConfigurationError
@@ -76,6 +79,8 @@ class RealServerRoute:
     @ivar key: the upstream connection pool's key for it.
     @ivar hostHeader: the C{Host} to send, or C{None} to send the client's.
     @ivar name: how logs and messages name it (FQDN or address).
+    @ivar member: its pool member (a retry avoids it; persistence names
+        it).
     """
 
     apiGateway: ApiGateway
@@ -85,6 +90,7 @@ class RealServerRoute:
     key: UpstreamKey
     hostHeader: bytes | None
     name: str
+    member: Member | None = None
 
 
 @frozen
@@ -132,7 +138,9 @@ class RealServerRouter:
         caCertificates: Sequence[x509.Certificate],
     ) -> None:
         """
-        Prepare every http/https api-gateway of C{config}.
+        Prepare the pool of every api-gateway of C{config} (a
+        tcp-forwarding one's members are its real servers that name one
+        host).
 
         @param resolver: resolves FQDN real servers.
         @param creators: the process's TLS client creators.
@@ -141,27 +149,34 @@ class RealServerRouter:
             configured.
         """
         self._resolver = resolver
-        self._targets: dict[int, tuple[list[_Target], list[_Target], ApiGateway]] = {}
+        #: Cookie persistence, once the gateway's key is known (without
+        #: it, api-gateways with persistence http-cookie use their method).
+        self.persistence: CookiePersistence | None = None
+        #: The identity rules toward real servers.
+        self.identity = IdentityHeaders(config, None, f"ztnagw:{config.systemGlobal.hostname}")
+        self._config = config
+        self._pools: dict[int, tuple[RealServerPool, ApiGateway]] = {}
+        self._labels: list[tuple[Member, str, str | None]] = []
         for accessProxy in config.accessProxies.values():
             for apiGateway in accessProxy.apiGateways.values():
-                if apiGateway.service not in _DEFAULT_PORTS:
-                    continue
-                active: list[_Target] = []
-                standby: list[_Target] = []
+                tcp = apiGateway.service not in _DEFAULT_PORTS
+                members: list[Member] = []
                 for realServer in apiGateway.realServers.values():
+                    if realServer.status == "disable":
+                        continue
                     where = (
                         f"access-proxy {accessProxy.name!r} api-gateway "
                         f"{apiGateway.id} real server {realServer.id}"
                     )
-                    target = self._compile(config, apiGateway, realServer, creators, tuple(caCertificates), where)
+                    target = self._compile(
+                        config, apiGateway, realServer, creators, tuple(caCertificates), where, quiet=tcp
+                    )
                     if target is None:
                         continue
-                    if realServer.status == "active":
-                        active.append(target)
-                    elif realServer.status == "standby":
-                        standby.append(target)
-                self._targets[id(apiGateway)] = (active, standby, apiGateway)
-
+                    member = Member(apiGateway, realServer, target.name, MemberHealth(), target)
+                    members.append(member)
+                    self._labels.append((member, accessProxy.vip or "", accessProxy.name))
+                self._pools[id(apiGateway)] = (RealServerPool(apiGateway, members), apiGateway)
     def _compile(
         self,
         config: Config,
@@ -170,6 +185,7 @@ class RealServerRouter:
         creators: ClientCreatorCache,
         caCertificates: tuple[x509.Certificate, ...],
         where: str,
+        quiet: bool = False,
     ) -> _Target | None:
         ip: ipaddress.IPv4Address | None = None
         fqdn: str | None = None
@@ -183,7 +199,9 @@ class RealServerRouter:
             if address is not None and address.fqdn is not None:
                 fqdn = address.fqdn.lower().rstrip(".")
         if ip is None and fqdn is None:
-            if realServer.status != "disable":
+            # A tunnel real server may stand for many hosts (a subnet, a
+            # domain): it is matched by destination instead.
+            if not quiet:
                 _log.warn(
                     "{where} names no single host (addr-type ip needs ip or a "
                     "one-address address; addr-type fqdn an fqdn address): it "
@@ -193,6 +211,8 @@ class RealServerRouter:
             return None
         name = fqdn if fqdn is not None else str(ip)
         scheme = apiGateway.service
+        if scheme not in _DEFAULT_PORTS:
+            return _Target(realServer, ip, fqdn, None, None)
         if realServer.httpHost:
             hostHeader: bytes | None = realServer.httpHost.encode("ascii", "replace")
         elif realServer.translateHost:
@@ -217,40 +237,94 @@ class RealServerRouter:
                 raise RealServerConfigurationError(f"{where}: {e}{hint}") from e
         return _Target(realServer, ip, fqdn, tls, hostHeader)
 
-    def chooseRealServer(self, apiGateway: ApiGateway, request: object = None) -> Deferred[RealServerRoute]:
+    def useKeys(self, persistenceKey: bytes, identityKeys: IdentityKeys, clock: object) -> None:
+        """
+        Give the router the gateway's keys (from the state directory):
+        cookie persistence and identity assertions work from now on.
+        """
+        self.persistence = CookiePersistence(persistenceKey, clock)
+        self.identity = IdentityHeaders(
+            self._config, identityKeys, f"ztnagw:{self._config.systemGlobal.hostname}"
+        )
+
+    def pool(self, apiGateway: ApiGateway) -> RealServerPool | None:
+        """
+        The pool of C{apiGateway}, if it is one of the configuration's.
+        """
+        found = self._pools.get(id(apiGateway))
+        if found is None or found[1] is not apiGateway:
+            return None
+        return found[0]
+
+    def members(self) -> Iterator[tuple[Member, str, str | None]]:
+        """
+        Every pool member, with the names of its VIP and access proxy, in
+        configuration order.
+        """
+        return iter(self._labels)
+
+    def chooseRealServer(
+        self,
+        apiGateway: ApiGateway,
+        request: object = None,
+        *,
+        sourceIp: ipaddress.IPv4Address | None = None,
+        exclude: Iterable[Member] = (),
+        bound: Callable[[Sequence[Member]], Member | None] | None = None,
+    ) -> Deferred[RealServerRoute]:
         """
         The real server for a request matched to C{apiGateway}.
 
-        @param request: the request (unused until pools and persistence:
-            the seam they plug into).
+        @param request: the request (its C{Host} for C{ldb-method
+            http-host}).
+        @param sourceIp: the client's address (C{ldb-method static}).
+        @param exclude: members not to choose (a retry).
+        @param bound: finds the member a persistence cookie binds the
+            client to (see L{RealServerPool.choose}).
         @return: a Deferred firing with the route, or failing with
             L{NoUsableRealServer} (022) or
             L{NameNotResolved<ztnagw.gateway.resolver.NameNotResolved>}
             (023).
         """
-        found = self._targets.get(id(apiGateway))
-        if found is None or found[2] is not apiGateway:
+        pool = self.pool(apiGateway)
+        if pool is None:
             return fail(NoUsableRealServer(f"api-gateway {apiGateway.id} serves no proxied requests"))
-        active, standby, _ = found
-        targets = active or standby
-        if not targets:
-            return fail(NoUsableRealServer(f"api-gateway {apiGateway.id} has no usable real server"))
-        target = targets[0]
+        host = getattr(request, "host", None)
+        member = pool.choose(sourceIp=sourceIp, host=host, exclude=exclude, bound=bound)
+        if member is None:
+            down = [m for m in pool.members if not m.up]
+            why = "has no usable real server"
+            if down:
+                why = f"has no usable real server ({len(down)} down by health check)"
+            if exclude:
+                why = "has no other usable real server"
+            return fail(NoUsableRealServer(f"api-gateway {apiGateway.id} {why}"))
+        return self.routeOf(member)
+
+    def routeOf(self, member: Member) -> Deferred[RealServerRoute]:
+        """
+        The route to C{member} now (its name resolved, for an FQDN).
+        """
+        target = member.target
+        assert isinstance(target, _Target)
         if target.ip is not None:
-            return succeed(self._route(apiGateway, target, target.ip))
+            return succeed(self._route(member, target.ip))
         assert target.fqdn is not None
         return self._resolver.resolve(target.fqdn).addCallback(
-            lambda addresses: self._route(apiGateway, target, addresses[0])
+            lambda addresses: self._route(member, addresses[0])
         )
 
-    def _route(self, apiGateway: ApiGateway, target: _Target, address: ipaddress.IPv4Address) -> RealServerRoute:
-        realServer = target.realServer
+    def _route(self, member: Member, address: ipaddress.IPv4Address) -> RealServerRoute:
+        target = member.target
+        assert isinstance(target, _Target)
+        realServer = member.realServer
         return RealServerRoute(
-            apiGateway=apiGateway,
+            apiGateway=member.apiGateway,
             realServer=realServer,
             address=address,
             port=realServer.port,
             key=UpstreamKey(str(address), realServer.port, target.tls),
             hostHeader=target.hostHeader,
             name=target.name,
+            member=member,
         )
