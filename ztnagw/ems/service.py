@@ -572,6 +572,8 @@ class EmsService(Service):
         threadpool: Any = None,
         enroller: Enroller | None = None,
         limits: ServerLimits | None = None,
+        listen: Callable[..., Any] | None = None,
+        monitorPresence: bool = True,
     ) -> None:
         """
         @param reactor: the reactor.
@@ -592,6 +594,12 @@ class EmsService(Service):
             default.
         @param enroller: enrolls devices; one with the CA by default.
         @param limits: HTTP limits; the EMS's defaults by default.
+        @param listen: how to listen, called like
+            L{ztnagw.tls.listener.listenTLS} (which it is by default); a
+            worker process adopts the socket its supervisor bound.
+        @param monitorPresence: whether to log devices going offline and
+            coming back; of several worker processes only one does, so that
+            each change is logged once.
         """
         self._reactor = reactor
         self._ems = ems
@@ -601,6 +609,8 @@ class EmsService(Service):
         self._threadpool = threadpool
         self._port = ems.httpsPort if port is None else port
         self._limits = limits or ServerLimits(maxBodyLength=MAX_BODY, headTimeout=10.0, bodyTimeout=10.0)
+        self._listen = listen
+        self._monitorPresence = monitorPresence
         self._storeValue: IEndpointStore | None = None
         self._storeReady: Deferred[IEndpointStore] | None = None
         self._storeWaiters: list[Deferred[IEndpointStore]] = []
@@ -647,12 +657,19 @@ class EmsService(Service):
         self._storeWaiters.append(d)
         return d
 
+    def privilegedStartService(self) -> None:
+        """
+        Listen, while the process may still bind privileged ports (twistd
+        calls this before it drops privileges).
+        """
+        Service.privilegedStartService(self)
+        self._startListening()
+
     def startService(self) -> None:
         """
-        Open the registry (in a thread) and listen.
+        Open the registry (in a thread) and listen, unless
+        L{privilegedStartService} already did.
         """
-        from ztnagw.tls.listener import listenTLS
-
         Service.startService(self)
         opening = deferToThreadPool(self._reactor, self._pool(), self._openStore)
 
@@ -675,13 +692,21 @@ class EmsService(Service):
                 waiter.errback(reason)
 
         self._storeReady = opening.addCallbacks(opened, failed)
+        if self.port is None:
+            self._startListening()
+        if self._monitorPresence:
+            self.monitor.start()
+
+    def _startListening(self) -> None:
+        listen = self._listen
+        if listen is None:
+            from ztnagw.tls.listener import listenTLS as listen
         creator = ServerConnectionCreator(
             ServerCertificate(self._listener.certificate, self._listener.privateKey),
             self._verifier,
         )
         self._factory = _Connections(self.api, self._reactor, self._limits, JsonErrorPages())
-        self.port = listenTLS(self._reactor, self._port, self._listener.bindAddress, creator, self._factory)
-        self.monitor.start()
+        self.port = listen(self._reactor, self._port, self._listener.bindAddress, creator, self._factory)
         address = self.port.getHost()
         _log.info(
             "EMS {ems} listening on {host}:{port} (enroll with --ems {url} --pin {pin})",

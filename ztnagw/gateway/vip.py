@@ -137,11 +137,26 @@ class VipService(Service):
         self.port: IListeningPort | None = None
         self.setName(f"vip-{site.vip.name}")
 
-    def startService(self) -> None:
+    def privilegedStartService(self) -> None:
         """
-        Listen.  A port that cannot be bound stops the daemon with the
+        Listen, while the process may still bind privileged ports: twistd
+        calls this before it drops privileges (C{--uid}/C{--gid}), so a
+        VIP on a port below 1024 works without running the gateway as
+        root.  A port that cannot be bound stops the daemon with the
         reason (logged here with the VIP's name).
         """
+        Service.privilegedStartService(self)
+        self._startListening()
+
+    def startService(self) -> None:
+        """
+        Listen, unless L{privilegedStartService} already did.
+        """
+        if self.port is None:
+            self._startListening()
+        Service.startService(self)
+
+    def _startListening(self) -> None:
         vip = self.site.vip
         try:
             self.port = self._listen(
@@ -156,7 +171,6 @@ class VipService(Service):
                 error=e,
             )
             raise
-        Service.startService(self)
         _log.info(
             "VIP {vip} listening on {extip}:{extport} (access proxy {accessProxy})",
             vip=vip.name,
