@@ -204,6 +204,15 @@ def _makeDirectories(directory: str) -> None:
             pass
 
 
+def _uriPath(path: str) -> str:
+    """
+    C{path} as the path of an SQLite C{file:} URI.
+    """
+    from urllib.parse import quote
+
+    return quote(os.path.abspath(path))
+
+
 def _prepareFile(path: str) -> os.stat_result:
     """
     Make sure the database file exists with safe permissions before SQLite
@@ -295,6 +304,7 @@ class SQLiteEndpointStore:
         self._lockOwner: int | None = None
         self._connection: sqlite3.Connection | None = None
         self._fileIdentity: tuple[int, int] | None = None
+        self._fileSignature: tuple[int, int, int] | None = None
         self._open()
 
     def __repr__(self) -> str:
@@ -331,6 +341,7 @@ class SQLiteEndpointStore:
             raise
         self._connection = connection
         self._fileIdentity = (info.st_dev, info.st_ino)
+        self._fileSignature = None
 
     def _configure(self, connection: sqlite3.Connection) -> None:
         milliseconds = max(0, int(self._busyTimeout * 1000))
@@ -379,7 +390,9 @@ class SQLiteEndpointStore:
         switch files under a live write-ahead log (see the module
         docstring on restoring a backup).
 
-        @raise RegistryUnavailable: the file was removed or replaced.
+        @raise RegistryUnavailable: the file was removed or replaced, or
+            changed and cannot be read now; L{RegistryCorrupt} if it changed
+            and is no longer a database.
         """
         try:
             info = os.stat(self.path)
@@ -396,6 +409,42 @@ class SQLiteEndpointStore:
                 "restart ztnagw (and restore backups with the gateway "
                 "stopped, or with SQLite's .restore command)"
             )
+        # A file overwritten in place (by a faulty copy, a disk, a hand) is
+        # no commit: our connection would go on answering from its page
+        # cache for as long as nothing is committed, and the gateway would
+        # admit devices from a registry nobody can read any more (not even
+        # to record a revocation).  Whenever the file changed behind the
+        # connection's back (its size or times differ), a fresh connection
+        # must still be able to read it, as the admin command would.
+        signature = (info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+        if signature != self._fileSignature:
+            self._checkReadable()
+            self._fileSignature = signature
+
+    def _checkReadable(self) -> None:
+        """
+        Read the schema of the file through a fresh read-only connection
+        (within SQLite, so that no lock of ours is dropped: see
+        L{_prepareFile}).
+
+        @raise RegistryCorrupt: it is no longer a readable database.
+        @raise RegistryUnavailable: it cannot be read now (locked).
+        """
+        try:
+            check = sqlite3.connect(
+                f"file:{_uriPath(self.path)}?mode=ro",
+                uri=True,
+                timeout=self._busyTimeout,
+                check_same_thread=False,
+            )
+        except sqlite3.Error as e:
+            raise self._translate(e, "read") from e
+        try:
+            check.execute("SELECT count(*) FROM sqlite_schema").fetchone()
+        except sqlite3.Error as e:
+            raise self._translate(e, "read") from e
+        finally:
+            check.close()
 
     @contextmanager
     def _locked(self) -> Iterator[sqlite3.Connection]:
