@@ -77,6 +77,31 @@ def socketPath(stateDir: str) -> str:
     return os.path.join(stateDir, CONTROL_SOCKET)
 
 
+#: The longest path C{bind}/C{connect} take for a UNIX socket (Linux: 108
+#: bytes with the final NUL).
+_MAX_PATH = 107
+
+
+class _Reachable:
+    """
+    A UNIX socket path short enough for C{bind} and C{connect}: the path
+    itself, or, for a deep state directory, the same file reached through
+    an open descriptor of its directory (C{/proc/self/fd/N/NAME}).
+    """
+
+    def __init__(self, path: str) -> None:
+        self._fd: int | None = None
+        self.path = path
+        if len(os.fsencode(path)) > _MAX_PATH and os.path.isdir("/proc/self/fd"):
+            self._fd = os.open(os.path.dirname(path), os.O_RDONLY | os.O_DIRECTORY)
+            self.path = f"/proc/self/fd/{self._fd}/{os.path.basename(path)}"
+
+    def close(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+
+
 def _peerUid(transport: Any) -> int | None:
     try:
         sock = transport.getHandle()
@@ -157,6 +182,7 @@ class ControlService(Service):
         self.path = socketPath(stateDir)
         self._reactor = reactor
         self._port: Any = None
+        self._reachable: _Reachable | None = None
         self.commands: dict[str, Command] = {}
 
     def register(self, name: str, function: Command) -> None:
@@ -181,17 +207,27 @@ class ControlService(Service):
         os.chmod(directory, 0o700)
         if os.path.exists(self.path):
             probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            reachable = _Reachable(self.path)
             try:
-                probe.connect(self.path)
+                probe.connect(reachable.path)
             except OSError:
                 os.unlink(self.path)
             else:
                 raise OSError(f"another gateway answers on {self.path}")
             finally:
                 probe.close()
+                reachable.close()
         factory = Factory.forProtocol(lambda: _ControlProtocol(self))
         factory.noisy = False
-        self._port = self._reactor.listenUNIX(self.path, factory, mode=0o600, wantPID=False)
+        # The directory stays open while listening: Twisted removes the
+        # socket through the path it bound.
+        reachable = _Reachable(self.path)
+        try:
+            self._port = self._reactor.listenUNIX(reachable.path, factory, mode=0o600, wantPID=False)
+        except BaseException:
+            reachable.close()
+            raise
+        self._reachable = reachable
         Service.startService(self)
 
     def stopService(self) -> Any:
@@ -202,7 +238,18 @@ class ControlService(Service):
         port, self._port = self._port, None
         if port is None:
             return None
-        return maybeDeferred(port.stopListening)
+
+        def removed(result: object) -> object:
+            try:
+                os.unlink(self.path)
+            except OSError:
+                pass
+            reachable, self._reachable = self._reachable, None
+            if reachable is not None:
+                reachable.close()
+            return result
+
+        return maybeDeferred(port.stopListening).addBoth(removed)
 
 
 def ask(stateDir: str, command: str, arguments: dict | None = None, timeout: float = 10.0) -> Any:  # type: ignore[type-arg]
@@ -219,13 +266,19 @@ def ask(stateDir: str, command: str, arguments: dict | None = None, timeout: flo
     sock.settimeout(timeout)
     try:
         try:
-            sock.connect(path)
+            reachable = _Reachable(path)
+        except FileNotFoundError:
+            raise ControlError(f"the gateway is not running (no control socket {path})")
+        try:
+            sock.connect(reachable.path)
         except FileNotFoundError:
             raise ControlError(f"the gateway is not running (no control socket {path})")
         except ConnectionRefusedError:
             raise ControlError(f"the gateway is not running (nothing answers on {path})")
         except PermissionError:
             raise ControlError(f"permission denied on {path}: run as the gateway's user or root")
+        finally:
+            reachable.close()
         sock.sendall(request)
         data = b""
         while not data.endswith(b"\n"):
