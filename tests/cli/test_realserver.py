@@ -34,7 +34,7 @@ class FormatTests(SynchronousTestCase):
             [
                 "vip=VIP access-proxy=AP api-gateway=1 service=http ldb-method=round-robin persistence=none",
                 "    realserver 1: 10.0.0.1:80 status=active weight=1 health-check=http state=down "
-                'serving=no since=1m15s checks=9 failures=3 holddown=30s last="HTTP 503 for /"',
+                'serving=no since=75s checks=9 failures=3 holddown=30s last="HTTP 503 for /"',
                 "    realserver 2: 10.0.0.2:80 status=active weight=1 health-check=disable state=up serving=yes",
                 "real servers: 2; serving: 1; not serving: 1",
             ],
