@@ -1,0 +1,3 @@
+"""
+The CI-length soak (L{benchmarks.soak}) and the rules of its report.
+"""
