@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.fuzz.frontend import ALLOWED_STATUSES, REQUEST_PIECES, FrontEnd, feed, splitResponses
+from tests.fuzz.frontend import ALLOWED_STATUSES, REQUEST_PIECES, FrontEnd, LoggedFailures, feed, splitResponses
 
 #: Where a fuzz input is cut into the pieces C{dataReceived} gets.
 _cuts = st.lists(st.integers(min_value=0, max_value=4096), max_size=12)
@@ -105,3 +105,33 @@ class SplitResponsesTests(SynchronousTestCase):
         """
         self.assertRaises(AssertionError, splitResponses, b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nab")
         self.assertRaises(AssertionError, splitResponses, b"HTTP/1.1 200 OK\r\n")
+
+
+class LoggedFailuresTests(SynchronousTestCase):
+    """
+    L{LoggedFailures} sees what the gateway would log when something fails,
+    so that the fuzz tests' "nothing logged" is not vacuous.
+    """
+
+    def test_failureAndError(self) -> None:
+        """
+        A logged failure and an error-level event are collected; an info
+        event is not; nothing is collected once it is removed.
+        """
+        from twisted.logger import Logger
+        from twisted.python.failure import Failure
+
+        log = Logger()
+        with LoggedFailures() as failures:
+            log.info("fine")
+            try:
+                raise ValueError("boom")
+            except ValueError:
+                log.failure("it failed", Failure())
+            log.error("an error")
+        log.error("after")
+        self.assertEqual(len(failures.events), 2)
+        self.assertIn("boom", failures.describe())
+        # Trial sees logged failures too (and fails the test): this one
+        # was logged on purpose.
+        self.assertEqual(len(self.flushLoggedErrors(ValueError)), 1)
