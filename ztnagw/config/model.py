@@ -1155,6 +1155,24 @@ class AccessProxy(ConfigObject):
         origin=EXTENSION,
         help="Longest request target (URL), in bytes (longer: 414).",
     )
+    maxConnectionsPerSource: int = option(
+        "max-connections-per-source",
+        Integer(0, 1048576),
+        default=2048,
+        origin=EXTENSION,
+        help="Most connections one client address may hold on the VIP at a "
+        "time (tunnels included); more are closed at once, before any TLS "
+        "work; 0: no limit.",
+    )
+    maxConnectionsPerDevice: int = option(
+        "max-connections-per-device",
+        Integer(0, 1048576),
+        default=2048,
+        origin=EXTENSION,
+        help="Most connections one device (a certificate issued by an EMS "
+        "CA, by its UID) may hold on the VIP at a time, from any address; "
+        "more are answered 429 and closed; 0: no limit.",
+    )
     apiGateways: FrozenMap[int, ApiGateway] = table("api-gateway", ApiGateway)
 
 

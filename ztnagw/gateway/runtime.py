@@ -30,6 +30,7 @@ from ztnagw.access import PolicySet
 from ztnagw.config.model import Config
 from ztnagw.gateway.context import AccessGate
 from ztnagw.gateway.interfaces import IResolver, ITunnelHandler
+from ztnagw.gateway.limits import DEFAULT_LIMIT, ConnectionLimits, DeviceLimitedHandler, limitedListener
 from ztnagw.gateway.proxy import (
     AccessProxyHandler,
     GatewayErrorPages,
@@ -132,6 +133,8 @@ class AccessProxyService(MultiService):
     @ivar pools: the upstream connection pools.
     @ivar tunnels: serves TCP forwarding tunnel requests.
     @ivar vips: the listener of each enabled VIP, by name.
+    @ivar limits: the connection limits and counts of each enabled VIP, by
+        name (L{ztnagw.gateway.limits}).
     """
 
     def __init__(
@@ -155,7 +158,8 @@ class AccessProxyService(MultiService):
             name resolver, cached).
         @param tunnelHandler: makes the tunnel handler from the reactor and
             the resolver (by default the TCP forwarding access proxy's).
-        @param listen: how VIPs listen (tests); L{listenTLS} by default.
+        @param listen: how VIPs listen (tests); by default with
+            L{limitedListener}, which enforces the per-source limit.
         @raise StartupFailed: a real server or a VIP certificate cannot be
             used as configured.
         """
@@ -192,6 +196,7 @@ class AccessProxyService(MultiService):
             tunnelHandler = TunnelHandler
         self.tunnels = tunnelHandler(reactor, self.resolver)
         self.vips: dict[str, VipService] = {}
+        self.limits: dict[str, ConnectionLimits] = {}
         for vip in config.vips.values():
             if not vip.status:
                 continue
@@ -200,10 +205,22 @@ class AccessProxyService(MultiService):
                 creator = serverConnectionCreator(site, prepared.certificates, verifier, self.gate)
             except TLSConfigurationError as e:
                 raise StartupFailed(f"firewall vip {vip.name!r}: {e}") from e
-            handler = AccessProxyHandler(site, self.gate, self.router, self.pools, reactor, self.tunnels)
-            factory = VipHTTPFactory(handler, reactor, serverLimits(site.accessProxy), GatewayErrorPages())
-            extra = {} if listen is None else {"listen": listen}
-            service = VipService(reactor, site, creator, factory, **extra)
+            accessProxy = site.accessProxy
+            limits = ConnectionLimits(
+                reactor,
+                vip.name,
+                accessProxy.maxConnectionsPerSource if accessProxy is not None else DEFAULT_LIMIT,
+                accessProxy.maxConnectionsPerDevice if accessProxy is not None else DEFAULT_LIMIT,
+            )
+            self.limits[vip.name] = limits
+            handler = DeviceLimitedHandler(
+                AccessProxyHandler(site, self.gate, self.router, self.pools, reactor, self.tunnels),
+                limits,
+            )
+            factory = VipHTTPFactory(handler, reactor, serverLimits(accessProxy), GatewayErrorPages())
+            service = VipService(
+                reactor, site, creator, factory, listen=listen if listen is not None else limitedListener(limits)
+            )
             service.setServiceParent(self)
             self.vips[vip.name] = service
 
