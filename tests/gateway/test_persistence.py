@@ -132,3 +132,16 @@ class KeyTests(SynchronousTestCase):
         loadPersistenceKey(directory)
         os.chmod(os.path.join(directory, "persistence.key"), 0o644)
         self.assertRaises(OSError, loadPersistenceKey, directory)
+
+    def test_firstCreatorWins(self) -> None:
+        """
+        L{createOnce} never replaces a key another process made first, and
+        leaves no temporary file.
+        """
+        from ztnagw.gateway.persistence import createOnce
+
+        directory = self.mktemp()
+        first = loadPersistenceKey(directory)
+        createOnce(os.path.join(directory, "persistence.key"), b"y" * 32)
+        self.assertEqual(loadPersistenceKey(directory), first)
+        self.assertEqual(os.listdir(directory), ["persistence.key"])

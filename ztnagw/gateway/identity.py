@@ -73,8 +73,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from ztnagw.config.model import Config, WebProxyProfile
+from ztnagw.gateway.persistence import createOnce
 from ztnagw.gateway.pool import hostOf
-from ztnagw.keyfiles import privateFileProblem, writePrivateFile
+from ztnagw.keyfiles import privateFileProblem
 
 __all__ = [
     "DEFAULT_IDENTITY_HEADER",
@@ -188,7 +189,7 @@ class IdentityKeys:
                 serialization.PrivateFormat.PKCS8,
                 serialization.NoEncryption(),
             )
-            writePrivateFile(os.path.join(directory, "identity.key"), pem)
+            createOnce(os.path.join(directory, "identity.key"), pem)
             names = ["identity.key"]
         found = []
         for name in names:

@@ -56,6 +56,24 @@ COOKIE_NAME = b"FGTServer"
 KEY_FILE = "persistence.key"
 
 
+def createOnce(path: str, data: bytes) -> None:
+    """
+    Create the private file C{path} (mode 0600) holding C{data}, unless
+    it exists: several worker processes starting at once all end up with
+    the one file the first of them made.
+
+    @raise OSError: it cannot be written.
+    """
+    temporary = f"{path}.{os.getpid()}.new"
+    writePrivateFile(temporary, data)
+    try:
+        os.link(temporary, path)
+    except FileExistsError:
+        pass
+    finally:
+        os.unlink(temporary)
+
+
 def loadPersistenceKey(stateDir: str) -> bytes:
     """
     The persistence key of C{stateDir}, created (mode 0600) when missing.
@@ -66,7 +84,7 @@ def loadPersistenceKey(stateDir: str) -> bytes:
     """
     path = os.path.join(stateDir, KEY_FILE)
     if not os.path.exists(path):
-        writePrivateFile(path, os.urandom(32))
+        createOnce(path, os.urandom(32))
     problem = privateFileProblem(path)
     if problem is not None:
         raise OSError(f"{path}: {problem}")
