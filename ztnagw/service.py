@@ -16,14 +16,18 @@ from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
+from ztnagw.control import ControlService
 from ztnagw.ems.service import EmsService, gatewayAddresses
 from ztnagw.ems.stores import SharedStore
 from ztnagw.ems.telemetry import onNetChecker
+from ztnagw.gateway.health import HealthMonitor, realServerStatus
+from ztnagw.gateway.identity import IdentityKeys
+from ztnagw.gateway.persistence import loadPersistenceKey
 from ztnagw.gateway.runtime import AccessProxyService, LogFilesService, logDestinations
 from ztnagw.logs import LogWriter
 from ztnagw.registry import openStore
 from ztnagw.registry.index import EndpointIndex
-from ztnagw.startup import PreparedGateway, enabledEms
+from ztnagw.startup import PreparedGateway, StartupFailed, enabledEms
 from ztnagw.tls.server import DeviceCertificateVerifier
 
 _log = Logger()
@@ -84,6 +88,9 @@ class GatewayService(MultiService):
     @ivar logWriter: where event and traffic logs go.
     @ivar emsServices: the listener service of each enabled EMS, by id.
     @ivar accessProxies: the VIP listeners and what they share.
+    @ivar health: the real servers' health checks.
+    @ivar control: the control channel of the admin command (C{None} in
+        workers other than the first).
     """
 
     def __init__(
@@ -138,6 +145,37 @@ class GatewayService(MultiService):
             prepared, reactor, self.indexes, self.verifier, self.logWriter
         )
         self.accessProxies.setServiceParent(self)
+        self._startPools(stateDir, reactor)
+
+    def _startPools(self, stateDir: str, reactor: Any) -> None:
+        """
+        What real-server pools need besides the access proxy: the keys of
+        the state directory (persistence cookies, identity assertions), the
+        health checks, and the control channel that shows them.
+
+        @raise StartupFailed: a key cannot be read or created, or a C{ping}
+            health check cannot open an ICMP socket.
+        """
+        router = self.accessProxies.router
+        try:
+            router.useKeys(loadPersistenceKey(stateDir), IdentityKeys.load(stateDir), reactor)
+        except OSError as e:
+            raise StartupFailed(f"gateway keys in {stateDir}: {e}") from e
+        try:
+            self.health = HealthMonitor(list(router.members()), reactor, router.routeOf, self.logWriter.write)
+        except OSError as e:
+            raise StartupFailed(f"health-check-proto ping: {e}") from e
+        self.health.setServiceParent(self)
+        self.control: ControlService | None = None
+        if getattr(self, "workerId", None) in (None, 1):
+            # One control socket per state directory: with several worker
+            # processes, worker 1 answers (for itself).
+            self.control = ControlService(stateDir, reactor)
+            self.control.register(
+                "realserver list",
+                lambda arguments: realServerStatus(router.members(), reactor.seconds()),
+            )
+            self.control.setServiceParent(self)
 
     def startService(self) -> None:
         """

@@ -51,9 +51,12 @@ from ztnagw.errors import ZtnaError
 from ztnagw.gateway.context import AccessGate, Authorization, RequestContext, VipSite
 from ztnagw.gateway.interfaces import ITunnelHandler
 from ztnagw.gateway.matching import HTTP_SERVICES, TCP_FORWARDING, Match
+from ztnagw.gateway.identity import IdentityUnavailable, RequestIdentity, isJwksRequest
 from ztnagw.gateway.realservers import NoUsableRealServer, RealServerRoute, RealServerRouter
 from ztnagw.gateway.resolver import NameNotResolved
 from ztnagw.gateway.sessions import LiveSession
+from ztnagw.gateway.upgrade import ACTIONS as UPGRADE_ACTIONS
+from ztnagw.gateway.upgrade import UpgradedConnection, acceptedUpgrade, switchingPairs, upgradePairs
 from ztnagw.http.client import PoolSettings, UpstreamResponse
 from ztnagw.http.errors import (
     REASONS,
@@ -61,14 +64,17 @@ from ztnagw.http.errors import (
     ConnectTimeout,
     RequestBodyFailed,
     ResponseTimeout,
+    UpstreamError,
 )
 from ztnagw.http.headers import Headers, withoutHopByHop
 from ztnagw.http.interfaces import IBodyConsumer, IBodySource, IErrorPageRenderer, IRequestHandler
 from ztnagw.http.limits import ServerLimits
+from ztnagw.http.parser import IDEMPOTENT_METHODS
 from ztnagw.http.pool import UpstreamPool
 from ztnagw.http.server import HTTPServerFactory, HTTPServerProtocol, Request
 from ztnagw.logs import (
     ACCEPT,
+    PROXY_POLICY,
     CLIENT_RST,
     CLOSE,
     DNS,
@@ -79,6 +85,7 @@ from ztnagw.logs import (
     TIMEOUT,
 )
 from ztnagw.tls.server import HandshakeFacts, HandshakeIncomplete, NotVerifiedHere, handshakeFacts
+from ztnagw.tunnel.relay import CLOSED, RelayResult
 
 __all__ = [
     "AccessProxyHandler",
@@ -448,6 +455,18 @@ class AccessProxyHandler:
         """
         @see: L{IRequestHandler.requestReceived}
         """
+        if isJwksRequest(request.method, request.path):
+            # Public keys, for real servers to verify identity assertions:
+            # answered by the gateway itself, before any matching.
+            keys = self.router.identity.keys
+            body = keys.jwks() if keys is not None else b'{"keys":[]}'
+            request.response.respond(
+                200,
+                b"OK",
+                [(b"Content-Type", b"application/jwk-set+json"), (b"Cache-Control", b"max-age=300")],
+                body,
+            )
+            return
         try:
             state = self._state(request)
         except (NotVerifiedHere, HandshakeIncomplete, ValueError, AttributeError):
@@ -606,6 +625,13 @@ class _Exchange:
         self.lastActivity = self.clock.seconds()
         self.idleTimeout = 0.0
         self._timer: IDelayedCall | None = None
+        self.tried: list[Any] = []
+        self.persistence: Any = None
+        self.profile: Any = None
+        self.upgraded: UpgradedConnection | None = None
+        self._firstFailure: Failure | None = None
+        self._switching = False
+        self._sessionError: ZtnaError | None = None
 
     # The steps.
 
@@ -637,8 +663,45 @@ class _Exchange:
             return
         self.state.track(context, authorization, match.apiGateway.id)
         self.idleTimeout = float(match.apiGateway.idleTimeoutInEffect)
-        self.pending = self.handler.router.chooseRealServer(match.apiGateway, request)
+        router = self.handler.router
+        if router.persistence is not None:
+            self.persistence = router.persistence.forApiGateway(match.apiGateway, context.vip.name)
+        policy = authorization.decision.policy
+        self.profile = router.identity.profileOf(
+            policy.kind if policy is not None else None, policy.id if policy is not None else None
+        )
+        self._choose()
+
+    def _choose(self) -> None:
+        match = self.match
+        assert match is not None
+        persistence = self.persistence
+        self.pending = self.handler.router.chooseRealServer(
+            match.apiGateway,
+            self.request,
+            sourceIp=self.context.sourceIp,
+            exclude=self.tried,
+            bound=persistence.bound(self.request.headers) if persistence is not None else None,
+        )
         self.pending.addCallbacks(self._routed, self._unrouted)
+
+    def _identity(self) -> RequestIdentity:
+        authorization = self.authorization
+        context = self.context
+        presented = context.handshake.presented
+        verified = authorization is not None and authorization.verdict is not None and authorization.verdict.valid
+        policy = authorization.decision.policy if authorization is not None else None
+        record = authorization.record if authorization is not None else None
+        return RequestIdentity(
+            clientIp=str(context.sourceIp),
+            uid=authorization.uid if verified and authorization is not None else None,
+            certSerial=presented.certSerial if verified and presented is not None else None,
+            certificate=presented.leaf if verified and presented is not None else None,
+            tags=authorization.tagNames if authorization is not None else (),
+            deviceUser=record.user if verified and record is not None else None,
+            policyId=policy.id if policy is not None else None,
+            apiGatewayId=self.match.apiGateway.id if self.match is not None else None,
+        )
 
     def _service(self) -> str:
         match = self.match
@@ -684,6 +747,17 @@ class _Exchange:
         )
         if not any(name == b"Host" for name, _ in headers[:1]):
             headers.insert(0, (b"Host", route.name.encode("ascii")))
+        try:
+            headers = self.handler.router.identity.requestPairs(
+                headers, self.profile, self._identity(), request.host, self.clock.seconds()
+            )
+        except IdentityUnavailable as e:
+            self._failed(502, SERVER_RST, str(e))
+            return
+        if self.persistence is not None:
+            headers = self.persistence.strip(headers)
+        if request.upgrade is not None:
+            headers.extend(upgradePairs(request.upgrade))
         body = _CountingBody(request, self) if request.bodyLength != 0 else None
         pool = self.handler.pools.forApiGateway(route.apiGateway)
         try:
@@ -698,6 +772,12 @@ class _Exchange:
     def _unrouted(self, failure: Failure) -> None:
         self.pending = None
         if self.gone:
+            return
+        if self.tried and failure.check(NoUsableRealServer, NameNotResolved):
+            # The retry found no other server: the first failure stands.
+            first = self._firstFailure
+            self.tried.append(None)
+            self._upstreamFailed(first)
             return
         if failure.check(NoUsableRealServer):
             self._deny(errors.NO_REAL_SERVER, self.authorization, failure.getErrorMessage())
@@ -715,12 +795,26 @@ class _Exchange:
             return
         self.lastActivity = self.clock.seconds()
         response = self.request.response
+        if upstream.status == 101 and self.request.upgrade is not None:
+            self._switch(upstream)
+            return
         if upstream.status < 200:
             # Nothing asked the real server to switch protocols.
             upstream.abort()
             self._failed(502, SERVER_RST, f"the real server answered {upstream.status}")
             return
-        headers = withoutHopByHop(upstream.headers)
+        headers: Any = withoutHopByHop(upstream.headers)
+        if self.profile is not None and self.profile.headers:
+            headers = self.handler.router.identity.responsePairs(
+                list(headers.pairs()), self.profile, self._identity()
+            )
+        route = self.route
+        persistence = self.persistence
+        if persistence is not None and route is not None and route.member is not None:
+            if not persistence.isValidFor(self.request.headers, route.member):
+                if not isinstance(headers, list):
+                    headers = list(headers.pairs())
+                headers.append((b"Set-Cookie", persistence.setCookie(route.member, self.request.host)))
         try:
             response.writeHead(upstream.status, upstream.reason, headers, upstream.length)
         except ValueError:
@@ -739,6 +833,30 @@ class _Exchange:
         if self.gone or failure.check(CancelledError):
             return
         reason = failure.getErrorMessage()
+        error = failure.value
+        route = self.route
+        if (
+            isinstance(error, UpstreamError)
+            and not error.requestSent
+            and not self.tried
+            and route is not None
+            and route.member is not None
+            and self.request.method in IDEMPOTENT_METHODS
+            and not self.request.response.headWritten
+        ):
+            # Nothing reached the real server: the request goes once to
+            # another one that may serve.
+            _log.info(
+                "Request {sessionId}: real server {name}:{port} failed ({reason}); trying another",
+                sessionId=self.context.sessionId,
+                name=route.name,
+                port=route.port,
+                reason=reason,
+            )
+            self.tried.append(route.member)
+            self._firstFailure = failure
+            self._choose()
+            return
         if self.request.response.headWritten:
             self._abort(SERVER_RST, reason)
         elif failure.check(ConnectTimeout):
@@ -766,6 +884,10 @@ class _Exchange:
         The session tracker ended the connection while this exchange ran.
         """
         decision = authorization.decision
+        if self.upgraded is not None:
+            self._sessionError = decision.error
+            self.upgraded.close(f"device no longer allowed: {decision.reason}")
+            return
         self._finish(CLOSE, decision.reason, decision.error)
         self._cancelUpstream()
         self.request.response.abort()
@@ -790,7 +912,54 @@ class _Exchange:
         self.request.response.abort()
 
     def _responseFinished(self, ignored: object) -> None:
+        if self.upgraded is not None or self._switching:
+            # Taken over after a 101: the relay's end is logged instead.
+            return
         self._finish(ACCEPT, None)
+
+    # Upgrades.
+
+    def _switch(self, upstream: UpstreamResponse) -> None:
+        request = self.request
+        assert request.upgrade is not None
+        protocol = acceptedUpgrade(request.upgrade, upstream.headers)
+        if protocol is None:
+            upstream.abort()
+            self._failed(502, SERVER_RST, "the real server switched to a protocol the client did not offer")
+            return
+        self._stopTimer()
+        match = self.match
+        assert match is not None
+        apiGateway = match.apiGateway
+        self._switching = True
+        try:
+            request.response.writeInformational(101, upstream.reason or b"Switching Protocols",
+                                                switchingPairs(upstream.headers, protocol))
+        except (ValueError, RuntimeError) as e:
+            self._switching = False
+            upstream.abort()
+            self._failed(502, SERVER_RST, f"cannot relay the 101: {e}")
+            return
+        self.upstream = None
+        self.upgraded = UpgradedConnection(
+            self.clock,
+            request,
+            upstream,
+            float(apiGateway.idleTimeoutInEffect),
+            float(apiGateway.maxLifetime),
+            self._upgradeEnded,
+        )
+
+    def _upgradeEnded(self, result: RelayResult) -> None:
+        action = UPGRADE_ACTIONS.get(result.outcome, CLOSE)
+        if result.outcome == CLOSED and "max-lifetime" in result.reason:
+            action = TIMEOUT
+        self.lanIn += result.clientIn
+        self.wanIn += result.serverIn
+        error = self._sessionError
+        self.upgraded = None
+        self._switching = False
+        self._finish(action, None if action == ACCEPT else result.reason, error)
 
     def _clientGone(self, failure: Failure) -> None:
         self.gone = True
@@ -808,6 +977,9 @@ class _Exchange:
     def _stop(self) -> None:
         if self.state.active is self:
             self.state.active = None
+        self._stopTimer()
+
+    def _stopTimer(self) -> None:
         timer, self._timer = self._timer, None
         if timer is not None and timer.active():
             timer.cancel()
@@ -842,6 +1014,7 @@ class _Exchange:
     # The idle timeout.
 
     def _arm(self) -> None:
+        self._stopTimer()
         if self.idleTimeout <= 0 or self.logged:
             return
         delay = max(0.0, self.lastActivity + self.idleTimeout - self.clock.seconds())
