@@ -9,7 +9,9 @@ For each request (never only once per connection) the handler:
   1. hands a TCP forwarding tunnel request (C{GET /tcp} with C{Upgrade:
      tcp-forwarding/1.0}) to the tunnel handler with the request's context,
      and stops;
-  2. matches an api-gateway by virtual host, url-map and service
+  2. normalises the path (L{ztnagw.gateway.paths}: what the url-map
+     judges is what the real server gets; an ambiguous path: 400), then
+     matches an api-gateway by virtual host, url-map and service
      (L{ztnagw.gateway.matching}); none: 021;
   3. refuses with 421 a request whose C{Host} names a virtual host with
      other client-certificate rules than the TLS server name chose;
@@ -51,6 +53,7 @@ from ztnagw.errors import ZtnaError
 from ztnagw.gateway.context import AccessGate, Authorization, RequestContext, VipSite
 from ztnagw.gateway.interfaces import ITunnelHandler
 from ztnagw.gateway.matching import HTTP_SERVICES, TCP_FORWARDING, Match
+from ztnagw.gateway.paths import AmbiguousPath, normalizePath
 from ztnagw.gateway.identity import IdentityUnavailable, RequestIdentity, isJwksRequest
 from ztnagw.gateway.realservers import NoUsableRealServer, RealServerRoute, RealServerRouter
 from ztnagw.gateway.resolver import NameNotResolved
@@ -495,6 +498,21 @@ class AccessProxyHandler:
                     _errorResponse(request, 500, "The tunnel request could not be handled.")
                 else:
                     request.response.abort()
+            return
+        try:
+            # The url-map judges, and the real server receives, one
+            # normalised path: see ztnagw.gateway.paths.
+            request.path = normalizePath(request.path)
+        except AmbiguousPath as e:
+            _log.info(
+                "Refused a request with an ambiguous path from {client} on VIP {vip}: "
+                "{target!r} has {why}",
+                client=context.sourceIp,
+                vip=self.site.vip.name,
+                target=request.target,
+                why=str(e),
+            )
+            _errorResponse(request, 400, f"The request path is ambiguous: it has {e}.")
             return
         _Exchange(self, request, context, state).start()
 
