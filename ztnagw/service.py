@@ -1,19 +1,24 @@
-# -*- test-case-name: tests.test_service -*-
+# -*- test-case-name: tests.test_tap, tests.test_workers -*-
 """
 The running gateway, as a tree of Twisted services.
 
 L{GatewayService} is what C{twistd -n ztnagw} runs: it owns the registry
-index of every enabled EMS and, as later parts are added, the VIP
-listeners, the EMS listener and the log writers.  Starting and stopping it
-starts and stops all of them in order; SIGTERM stops it cleanly.
+index of every enabled EMS, the VIP listeners, the EMS listeners and the
+log writers.  Starting and stopping it starts and stops all of them in
+order; SIGTERM stops it cleanly.  Listening happens in
+C{privilegedStartService}, before twistd drops privileges.
+
+With C{set workers 1} it is the whole daemon.  With several workers, each
+worker process runs one (L{ztnagw.workers}) on sockets its supervisor
+bound (L{ztnagw.supervisor}), and tags its log lines with its worker id.
 """
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from twisted.application.service import MultiService, Service
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, fail, gatherResults
 from twisted.logger import Logger
 
 from ztnagw.control import ControlService
@@ -29,6 +34,7 @@ from ztnagw.registry import openStore
 from ztnagw.registry.index import EndpointIndex
 from ztnagw.startup import PreparedGateway, StartupFailed, enabledEms
 from ztnagw.tls.server import DeviceCertificateVerifier
+from ztnagw.workers import WorkerLogDestination
 
 _log = Logger()
 
@@ -44,6 +50,7 @@ class RegistryService(Service):
         self.index = index
         self.emsId = emsId
         self.setName(f"registry-ems{emsId}")
+        self._firstLoad: Deferred[None] | None = None
 
     def startService(self) -> None:
         """
@@ -67,6 +74,23 @@ class RegistryService(Service):
                 ems=self.emsId,
             )
         )
+        self._firstLoad = started
+
+    def whenLoaded(self) -> Deferred[None]:
+        """
+        A Deferred that fires (with C{None}) once the first load has been
+        tried after the start, whether it worked or not.
+        """
+        if self._firstLoad is None:
+            return fail(RuntimeError("the registry service has not started"))
+        done: Deferred[None] = Deferred()
+
+        def fire(result: object) -> object:
+            done.callback(None)
+            return result
+
+        self._firstLoad.addBoth(fire)
+        return done
 
     def stopService(self) -> Deferred[None]:
         """
@@ -91,15 +115,39 @@ class GatewayService(MultiService):
     @ivar health: the real servers' health checks.
     @ivar control: the control channel of the admin command (C{None} in
         workers other than the first).
+    @ivar workerId: this process's worker id (1, 2, ...) when it is one of
+        several worker processes, else C{None}.
     """
 
     def __init__(
-        self, prepared: PreparedGateway, reactor: Any, configPath: str | None = None
+        self,
+        prepared: PreparedGateway,
+        reactor: Any,
+        configPath: str | None = None,
+        workerId: int | None = None,
+        workers: int = 1,
+        listen: Callable[..., Any] | None = None,
     ) -> None:
+        """
+        @param prepared: the prepared configuration.
+        @param reactor: the reactor.
+        @param configPath: the configuration file, for the log.
+        @param workerId: this worker's id when it is one of C{workers}
+            worker processes; C{None} for the single-process daemon.  Log
+            lines carry it (C{workerid}), and only worker 1 logs devices
+            going offline, so that each change is logged once.
+        @param workers: how many worker processes serve the gateway.
+        @param listen: how VIPs and EMS listeners listen, called like
+            L{ztnagw.tls.listener.listenTLS} (the default); a worker adopts
+            the sockets its supervisor bound
+            (L{ztnagw.workers.InheritedListeners.listen}).
+        """
         MultiService.__init__(self)
         self.prepared = prepared
         self.reactor = reactor
         self.configPath = configPath
+        self.workerId = workerId
+        self._workers = workers
         config = prepared.config
         stateDir = config.systemGlobal.stateDir
         self.indexes: Mapping[int, EndpointIndex] = {}
@@ -121,8 +169,11 @@ class GatewayService(MultiService):
             {ems.id: ems for ems in enabledEms(config)},
             reactor,
         )
+        destinations = logDestinations(config)
+        if workerId is not None:
+            destinations = [WorkerLogDestination(d, workerId) for d in destinations]
         self.logWriter = LogWriter(
-            reactor, logDestinations(config), deviceName=config.systemGlobal.hostname
+            reactor, destinations, deviceName=config.systemGlobal.hostname
         )
         self.emsServices: dict[int, EmsService] = {}
         for ems in enabledEms(config):
@@ -137,12 +188,14 @@ class GatewayService(MultiService):
                 onNetChecker(config, ems),
                 self.logWriter.write,
                 gatewayAddresses(config),
+                listen=listen,
+                monitorPresence=workerId is None or workerId == 1,
             )
             self.emsServices[ems.id] = service
             service.setServiceParent(self)
         LogFilesService(self.logWriter, reactor).setServiceParent(self)
         self.accessProxies = AccessProxyService(
-            prepared, reactor, self.indexes, self.verifier, self.logWriter
+            prepared, reactor, self.indexes, self.verifier, self.logWriter, listen=listen
         )
         self.accessProxies.setServiceParent(self)
         self._startPools(stateDir, reactor)
@@ -177,6 +230,17 @@ class GatewayService(MultiService):
             )
             self.control.setServiceParent(self)
 
+    def whenRegistriesLoaded(self) -> Deferred[None]:
+        """
+        A Deferred that fires once every registry index has tried its first
+        load (after L{startService}).  A worker accepts connections only
+        then: one restarted under load would otherwise refuse the devices
+        waiting in its queue before it knows them.
+        """
+        services = [child for child in self if isinstance(child, RegistryService)]
+        loading = gatherResults([service.whenLoaded() for service in services])
+        return loading.addCallback(lambda _: None)
+
     def startService(self) -> None:
         """
         Start every part, and say what runs.
@@ -184,10 +248,14 @@ class GatewayService(MultiService):
         config = self.prepared.config
         _log.info(
             "ztnagw {hostname} starting with {path}: {vips} VIP(s), "
-            "{ems} EMS connector(s) enabled",
+            "{ems} EMS connector(s) enabled{worker}",
             hostname=config.systemGlobal.hostname,
             path=self.configPath,
             vips=len(config.vips),
             ems=len(self.indexes),
+            worker=""
+            if self.workerId is None
+            else f" (worker {self.workerId} of {self._workers})",
+            workerId=self.workerId,
         )
         MultiService.startService(self)
