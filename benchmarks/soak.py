@@ -42,7 +42,7 @@ import threading
 import time
 from typing import Any, Callable
 
-from attrs import asdict, frozen
+from attrs import asdict, field, frozen
 from cryptography.hazmat.primitives.asymmetric import ec
 
 #: How long a soak runs by default, in seconds.
@@ -113,6 +113,9 @@ class SoakReport:
     @ivar errors: failures by kind (intended denials included).
     @ivar start: the resources after the warm-up.
     @ivar end: the resources after the load, all clients gone.
+    @ivar revocationLatencies: for each revocation, seconds from the admin
+        command's success to the daemon's first 063 for the device.
+    @ivar examples: the first occurrence of each error kind, described.
     """
 
     duration: float
@@ -120,6 +123,8 @@ class SoakReport:
     errors: dict[str, int]
     start: Sample
     end: Sample
+    revocationLatencies: tuple[float, ...] = ()
+    examples: dict[str, str] = field(factory=dict)
 
     @property
     def unintendedErrors(self) -> dict[str, int]:
@@ -178,9 +183,19 @@ class SoakReport:
             "errors: " + (", ".join(f"{k}={v}" for k, v in sorted(self.errors.items())) or "none"),
             f"descriptors: {self.start.ownFds} -> {self.end.ownFds}, "
             f"and pooled real-server connections: {self.start.pooled} -> {self.end.pooled}",
+            "revocation applied after: "
+            + (
+                f"median {sorted(self.revocationLatencies)[len(self.revocationLatencies) // 2]:.2f} s, "
+                f"max {max(self.revocationLatencies):.2f} s"
+                if self.revocationLatencies
+                else "-"
+            ),
             f"RSS: {self.start.rss / 2**20:.1f} MiB -> {self.end.rss / 2**20:.1f} MiB ({self.rssGrowth:+.1%})",
             "result: " + ("PASS" if not self.problems else "FAIL: " + "; ".join(self.problems)),
         ]
+        for kind, example in sorted(self.examples.items()):
+            if kind not in INTENDED:
+                lines.append(f"  {kind}, first: {example}")
         return "\n".join(lines)
 
 
@@ -229,16 +244,24 @@ def sample(pid: int, realServerPorts: frozenset[int] = frozenset()) -> Sample:
 
 class _Counts:
     """
-    Thread-safe counters.
+    Thread-safe counters, with the first example of each kind.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.values: collections.Counter[str] = collections.Counter()
+        self.examples: dict[str, str] = {}
 
-    def add(self, kind: str) -> None:
+    def add(self, kind: str, example: str | None = None) -> None:
         with self._lock:
             self.values[kind] += 1
+            if example is not None:
+                self.examples.setdefault(kind, example)
+
+    def clear(self) -> None:
+        with self._lock:
+            self.values.clear()
+            self.examples.clear()
 
 
 def _readResponse(stream: Any) -> tuple[int, dict[str, str], bytes]:
@@ -288,6 +311,7 @@ class Soak:
         self._devices: list[tuple[str, str, str]] = []
         self._revoked: list[tuple[float, tuple[str, str, str]]] = []
         self._lock = threading.Lock()
+        self.revocationLatencies: list[float] = []
 
     # Clients.
 
@@ -327,13 +351,13 @@ class Soak:
             elif code is not None and code == expected:
                 self.errors.add(f"denied-{code}")
             else:
-                self.errors.add(f"{kind}-{status}-{code or 'none'}")
+                self.errors.add(f"{kind}-{status}-{code or 'none'}", f"{fields} at {time.time():.3f}")
 
     def _guard(self, kind: str, work: Callable[[], None]) -> None:
         try:
             work()
         except Exception as e:  # noqa: BLE001  (every failure is counted, by kind)
-            self.errors.add(f"{kind}-{type(e).__name__}")
+            self.errors.add(f"{kind}-{type(e).__name__}", f"{e!r} at {time.time():.3f}")
 
     # Loops.
 
@@ -343,8 +367,7 @@ class Soak:
             turn += 1
             with self._lock:
                 device = self._devices[turn % len(self._devices)] if self._devices else None
-                applied = [d for at, d in self._revoked if time.monotonic() - at > APPLY_BOUND]
-                revoked = applied[turn % len(applied)] if applied else None
+                revoked = self._revoked[turn % len(self._revoked)][1] if self._revoked else None
             if device is not None:
                 self._guard("https", lambda: self._record("https", self._get(device, 1 + turn % 5), None))
             if turn % 4 == 0:
@@ -404,10 +427,12 @@ class Soak:
                     status, fields, answer = _readResponse(stream)
                     stream.close()
                 if status != 200:
-                    self.errors.add(f"enroll-{status}")
+                    self.errors.add(f"enroll-{status}", answer.decode("utf-8", "replace")[:300])
                     return
                 enrolled = json.loads(answer)
-                base = os.path.join(self.gateway.directory, f"soak{number}")
+                # Named by UID: the loop's numbers start again after the
+                # warm-up, and a revoked device must keep its own files.
+                base = os.path.join(self.gateway.directory, f"soak-{enrolled['uid']}")
                 with open(base + ".crt", "w") as f:
                     f.write(enrolled["certificate"])
                 fd = os.open(base + ".key", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -426,9 +451,24 @@ class Soak:
                     if result.returncode != 0:
                         self.errors.add("revoke-failed")
                         return
+                    revokedAt = time.monotonic()
                     self.operations.add("revoke")
+                    # How long until the daemon applies it: its requests
+                    # get 063 from then on.
+                    while True:
+                        [(status, fields)] = self._get(device)
+                        latency = time.monotonic() - revokedAt
+                        if fields.get("x-ztna-error") == "063":
+                            break
+                        if latency > 10:
+                            self.errors.add("revocation-never-applied")
+                            return
+                        time.sleep(0.02)
+                    self.revocationLatencies.append(latency)
+                    if latency > APPLY_BOUND:
+                        self.errors.add("revocation-late")
                     with self._lock:
-                        self._revoked.append((time.monotonic(), device))
+                        self._revoked.append((revokedAt, device))
                 else:
                     with self._lock:
                         self._devices.append(device)
@@ -469,8 +509,9 @@ class Soak:
 
             # Warm-up: the same load, not counted, then the baseline.
             load(self.warmup)
-            self.operations.values.clear()
-            self.errors.values.clear()
+            self.operations.clear()
+            self.errors.clear()
+            del self.revocationLatencies[:]
             time.sleep(3)
             start = sample(pid, realServers)
             began = time.monotonic()
@@ -489,6 +530,8 @@ class Soak:
                 errors=dict(self.errors.values),
                 start=start,
                 end=end,
+                revocationLatencies=tuple(self.revocationLatencies),
+                examples=dict(self.errors.examples),
             )
         finally:
             g.stop()
