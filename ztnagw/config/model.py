@@ -214,9 +214,10 @@ class SystemGlobal(ConfigObject):
         Integer(0, 1024),
         default=1,
         origin=EXTENSION,
-        help="Number of gateway processes sharing the VIP ports; 0 means one "
-        "per CPU.  Used from the multi-process release on; until then only "
-        "1 is put into effect.",
+        help="Number of worker processes serving the VIPs and EMS listeners, "
+        "each on its own SO_REUSEPORT socket of every port, under a supervisor "
+        "that restarts them; 0 means one per CPU the gateway may run on; 1 is "
+        "a single process with no supervisor.  See docs/operations.md.",
     )
 
 
