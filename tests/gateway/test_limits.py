@@ -6,10 +6,10 @@ connections).
 
 from __future__ import annotations
 
+import gc
+
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
-from twisted.internet.protocol import Factory, Protocol
-from twisted.internet.ssl import CertificateOptions
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.logger import LogLevel, globalLogPublisher
@@ -18,28 +18,34 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from tests.gateway import fakes
 from tests.http.helpers import RecordingHandler, answerOK, connectServer, statusOf
-from tests.tls.loopback import GATEWAY
 from ztnagw.gateway.limits import (
     LOG_INTERVAL,
+    SWEEP_INTERVAL,
     ConnectionLimits,
     DeviceLimitedHandler,
-    LimitedTLSFactory,
-    limitedListener,
+    RefusedConnection,
+    tcpOf,
 )
-
-
-class _Connection:
-    """
-    Stands for a TLS connection (only its identity matters).
-    """
+from ztnagw.gateway.proxy import VipHTTPFactory
 
 
 class _TCP:
     """
-    Stands for a TCP transport that outlives TLS.
+    Stands for a TCP connection.
     """
 
     connected = True
+
+
+class _Wrapper:
+    """
+    Stands for a TLS layer over a TCP connection (a protocol wrapper).
+    """
+
+    wrappedProtocol = None
+
+    def __init__(self, tcp: _TCP) -> None:
+        self.transport = tcp
 
 
 class CountTests(SynchronousTestCase):
@@ -50,12 +56,19 @@ class CountTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.clock = Clock()
         self.limits = ConnectionLimits(self.clock, "WEB", perSource=2, perDevice=2)
+        # The reactor holds every connected TCP connection; the limits
+        # refer to them weakly.
+        self.connections: list[_Wrapper] = []
 
-    def open(self, source: str = "10.0.0.1") -> _Connection:
-        connection = _Connection()
+    def open(self, source: str = "10.0.0.1") -> _Wrapper:
+        """
+        A new connection from C{source}, admitted and made.
+        """
+        transport = _Wrapper(_TCP())
+        self.connections.append(transport)
         self.assertTrue(self.limits.admitSource(source))
-        self.limits.opened(connection, source)
-        return connection
+        self.limits.opened(transport, source)
+        return transport
 
     def test_perSource(self) -> None:
         """
@@ -66,7 +79,7 @@ class CountTests(SynchronousTestCase):
         self.open()
         self.assertFalse(self.limits.admitSource("10.0.0.1"))
         self.assertTrue(self.limits.admitSource("10.0.0.2"))
-        self.limits.released(first, None)
+        first.transport.connected = False
         self.assertTrue(self.limits.admitSource("10.0.0.1"))
         self.assertEqual(self.limits.sourceCount("10.0.0.1"), 1)
         self.assertEqual(self.limits.refusedSources, 1)
@@ -84,18 +97,18 @@ class CountTests(SynchronousTestCase):
         self.assertFalse(self.limits.admitDevice(connections[2], "A"))
         self.assertTrue(self.limits.admitDevice(connections[2], "B"))
         self.assertEqual(self.limits.deviceCount("A"), 2)
-        self.limits.released(connections[0], None)
+        connections[0].transport.connected = False
         self.assertEqual(self.limits.deviceCount("A"), 1)
         self.assertEqual(self.limits.sourceCount("10.0.0.1"), 0)
         self.assertEqual(self.limits.refusedDevices, 1)
 
     def test_unknownConnection(self) -> None:
         """
-        A connection the limits did not see opened (not made by a
-        L{LimitedTLSFactory}) is not counted and not refused.
+        A connection the limits were not told of is not counted and not
+        refused.
         """
-        self.assertTrue(self.limits.admitDevice(_Connection(), "A"))
-        self.assertEqual(self.limits.deviceCount("A"), 0)
+        self.assertTrue(self.limits.admitDevice(_Wrapper(_TCP()), "B"))
+        self.assertEqual(self.limits.deviceCount("B"), 0)
 
     def test_unlimited(self) -> None:
         """
@@ -103,26 +116,50 @@ class CountTests(SynchronousTestCase):
         """
         limits = ConnectionLimits(self.clock, "WEB", perSource=0, perDevice=0)
         for _ in range(5):
-            connection = _Connection()
+            transport = _Wrapper(_TCP())
+            self.connections.append(transport)
             self.assertTrue(limits.admitSource("10.0.0.1"))
-            limits.opened(connection, "10.0.0.1")
-            self.assertTrue(limits.admitDevice(connection, "A"))
+            limits.opened(transport, "10.0.0.1")
+            self.assertTrue(limits.admitDevice(transport, "A"))
         self.assertEqual(limits.sourceCount("10.0.0.1"), 5)
 
-    def test_droppedTLS(self) -> None:
+    def test_tcpOutlivesTLS(self) -> None:
         """
-        A connection released while its TCP connection lives on (TLS
-        dropped for a raw tunnel) keeps its slots until the TCP connection
-        ends; the next sweep (at most once a second) frees them.
+        A slot follows the TCP connection, not the TLS layer over it: a
+        tunnel that dropped TLS (the wrapper gone) still counts until its
+        TCP connection ends.
         """
-        connection = self.open()
-        self.assertTrue(self.limits.admitDevice(connection, "A"))
         tcp = _TCP()
-        self.limits.released(connection, tcp)
+        transport = _Wrapper(tcp)
+        self.limits.opened(transport, "10.0.0.1")
+        self.assertTrue(self.limits.admitDevice(transport, "A"))
+        del transport
+        gc.collect()
         self.assertEqual((self.limits.sourceCount("10.0.0.1"), self.limits.deviceCount("A")), (1, 1))
         tcp.connected = False
-        self.clock.advance(1.0)
         self.assertEqual((self.limits.sourceCount("10.0.0.1"), self.limits.deviceCount("A")), (0, 0))
+
+    def test_sweep(self) -> None:
+        """
+        Sources and devices whose connections all ended are forgotten at
+        the next sweep, though they never come back.
+        """
+        transports = [self.open(f"10.0.{n}.1") for n in range(50)]
+        for transport in transports:
+            self.limits.admitDevice(transport, "A" if transport is transports[0] else "B")
+            transport.transport.connected = False
+        self.clock.advance(SWEEP_INTERVAL)
+        self.open("10.1.0.1")
+        self.assertEqual(sorted(self.limits._bySource), ["10.1.0.1"])
+        self.assertEqual(self.limits._byDevice, {})
+
+    def test_tcpOf(self) -> None:
+        """
+        L{tcpOf} sees through a protocol wrapper to the TCP connection.
+        """
+        tcp = _TCP()
+        self.assertIs(tcpOf(_Wrapper(tcp)), tcp)
+        self.assertIs(tcpOf(tcp), tcp)
 
     def test_logPaced(self) -> None:
         """
@@ -146,71 +183,66 @@ class CountTests(SynchronousTestCase):
 
 class FactoryTests(SynchronousTestCase):
     """
-    L{LimitedTLSFactory} refuses at accept and holds a slot per
-    connection.
+    A VIP's HTTP factory with limits refuses at accept and makes each
+    connection take its slot.
     """
 
     def setUp(self) -> None:
         self.clock = MemoryReactorClock()
         self.limits = ConnectionLimits(self.clock, "WEB", perSource=1, perDevice=1)
-        creator = CertificateOptions(
-            privateKey=GATEWAY.key, certificate=GATEWAY.certificate  # type: ignore[arg-type]
-        )
-        self.factory = LimitedTLSFactory(creator, Factory.forProtocol(Protocol), self.clock, self.limits)
+        self.factory = VipHTTPFactory(RecordingHandler(answerOK), self.clock)
+        self.factory.connectionLimits = self.limits
 
     def connect(self, source: str) -> tuple[object, StringTransport]:
-        protocol = self.factory.buildProtocol(IPv4Address("TCP", source, 40000))
-        self.assertIsNotNone(protocol)
-        transport = StringTransport(peerAddress=IPv4Address("TCP", source, 40000))
+        """
+        Accept a connection from C{source} (it must be admitted).
+        """
+        address = IPv4Address("TCP", source, 40000)
+        protocol = self.factory.buildProtocol(address)
+        self.assertNotIsInstance(protocol, RefusedConnection)
+        transport = StringTransport(peerAddress=address)
         transport.connected = True  # type: ignore[attr-defined]
         protocol.makeConnection(transport)
         return protocol, transport
 
-    def disconnect(self, protocol: object, transport: StringTransport) -> None:
-        """
-        End a connection as TCP does: not connected any more, then the
-        protocol told.
-        """
-        transport.connected = False  # type: ignore[attr-defined]
-        protocol.connectionLost(Failure(ConnectionDone()))  # type: ignore[attr-defined]
-
     def test_refusedAtAccept(self) -> None:
         """
-        No protocol is built for a source over its limit (Twisted closes
-        the socket); once its connection ends, the source is accepted
-        again.
+        A source over its limit gets a protocol that closes the connection
+        as soon as it is made, reading nothing; once the source's
+        connection ends, it is accepted again.
         """
         protocol, transport = self.connect("10.0.0.1")
         self.assertEqual(self.limits.sourceCount("10.0.0.1"), 1)
-        self.assertIsNone(self.factory.buildProtocol(IPv4Address("TCP", "10.0.0.1", 40001)))
+        refused = self.factory.buildProtocol(IPv4Address("TCP", "10.0.0.1", 40001))
+        self.assertIsInstance(refused, RefusedConnection)
+        refusedTransport = StringTransport()
+        refused.makeConnection(refusedTransport)
+        self.assertTrue(refusedTransport.disconnecting)
         self.connect("10.0.0.2")
-        self.disconnect(protocol, transport)
+        transport.connected = False  # type: ignore[attr-defined]
+        protocol.connectionLost(Failure(ConnectionDone()))  # type: ignore[attr-defined]
         self.assertEqual(self.limits.sourceCount("10.0.0.1"), 0)
         self.connect("10.0.0.1")
 
     def test_deviceOfConnection(self) -> None:
         """
-        The protocol the factory built is the connection the handler
-        counts a device against; its end frees the device's slot.
+        The transport a connection was made with is what the handler counts
+        a device against.
         """
-        protocol, transport = self.connect("10.0.0.1")
-        other, _ = self.connect("10.0.0.2")
-        self.assertTrue(self.limits.admitDevice(protocol, "A"))
+        _, transport = self.connect("10.0.0.1")
+        _, other = self.connect("10.0.0.2")
+        self.assertTrue(self.limits.admitDevice(transport, "A"))
         self.assertFalse(self.limits.admitDevice(other, "A"))
-        self.disconnect(protocol, transport)
+        transport.connected = False  # type: ignore[attr-defined]
         self.assertEqual(self.limits.deviceCount("A"), 0)
 
-    def test_listener(self) -> None:
+    def test_noLimits(self) -> None:
         """
-        L{limitedListener} listens with a L{LimitedTLSFactory}.
+        A factory without limits builds every protocol.
         """
-        listen = limitedListener(self.limits)
-        creator = CertificateOptions(privateKey=GATEWAY.key, certificate=GATEWAY.certificate)  # type: ignore[arg-type]
-        listen(self.clock, 8443, "127.0.0.1", creator, Factory.forProtocol(Protocol))
-        port, factory, backlog, interface = self.clock.tcpServers[0]
-        self.assertEqual((port, interface), (8443, "127.0.0.1"))
-        self.assertIsInstance(factory, LimitedTLSFactory)
-        self.assertIs(factory.limits, self.limits)
+        factory = VipHTTPFactory(RecordingHandler(answerOK), self.clock)
+        for port in range(3):
+            self.assertNotIsInstance(factory.buildProtocol(IPv4Address("TCP", "10.0.0.1", port)), RefusedConnection)
 
 
 class DeviceHandlerTests(SynchronousTestCase):
@@ -229,6 +261,7 @@ class DeviceHandlerTests(SynchronousTestCase):
             self.inner, self.limits, handshakeFactsOf=lambda transport: fakes.handshake(presentedCertificate)
         )
         protocol, transport, _ = connectServer(handler, clock=self.clock)
+        transport.connected = True  # type: ignore[attr-defined]
         self.limits.opened(transport, "10.0.0.1")
         return protocol, transport
 

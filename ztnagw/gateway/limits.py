@@ -12,9 +12,9 @@ I{many} one source or one device can hold at a time.  The security
 battery found neither bound (C{docs/security.md}, finding F2).
 
   - B{Per source} (C{max-connections-per-source} of the access proxy):
-    counted from the TCP accept, before any TLS work, by the client's
-    address.  A connection beyond the limit is closed at once: the
-    gateway spends no handshake on it.
+    counted from the TCP accept, by the client's address.  A connection
+    beyond the limit is closed as soon as it is made: the gateway reads
+    nothing from it and spends no handshake on it.
   - B{Per device} (C{max-connections-per-device}): counted by the device
     UID of a certificate issued by an EMS CA, at the first request of a
     connection (the handshake has told who it is by then); a connection
@@ -22,29 +22,35 @@ battery found neither bound (C{docs/security.md}, finding F2).
     chain to an EMS CA never count, so that nobody can exhaust a device's
     allowance with a forged certificate naming its UID.
 
-A slot is held for the life of the TCP connection.  L{LimitedTLSFactory}
-(the VIP's TLS factory) takes it when a connection is made and gives it
-back when the TLS layer lets the connection go: at its end, or when a
-C{tls=0} tunnel drops TLS.  In the second case the TCP connection lives on
-without TLS, so the slot stays taken until that connection is gone (a
-sweep at most once a second notices it), and raw tunnels count like any
-other connection.
+A connection holds its slot for as long as its TCP connection lives,
+including a C{tls=0} tunnel's, which outlives the TLS layer.  Nothing has
+to remember to give a slot back: a slot refers to its TCP connection
+weakly, and the counts of a source or a device are pruned of ended
+connections whenever they reach the limit (and all of them every
+L{SWEEP_INTERVAL} seconds, so that memory stays bounded).  This works
+with whatever listens for the VIP (one process, or worker processes on
+inherited sockets): the VIP's HTTP factory
+(L{VipHTTPFactory<ztnagw.gateway.proxy.VipHTTPFactory>}) asks
+L{ConnectionLimits.admitSource} for each new connection and tells
+L{ConnectionLimits.opened} once it is made; L{DeviceLimitedHandler} counts
+devices.
 """
 
 from __future__ import annotations
 
+import weakref
 from typing import Any, Callable
 
 from twisted.internet.interfaces import IReactorTime
+from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from zope.interface import implementer
 
 from ztnagw.blockpage import renderErrorPage
 from ztnagw.http.interfaces import IRequestHandler
 from ztnagw.tls.server import HandshakeFacts, HandshakeIncomplete, NotVerifiedHere, handshakeFacts
-from ztnagw.tls.transport import TLSFactory
 
-__all__ = ["DEFAULT_LIMIT", "ConnectionLimits", "DeviceLimitedHandler", "LimitedTLSFactory", "limitedListener"]
+__all__ = ["DEFAULT_LIMIT", "ConnectionLimits", "DeviceLimitedHandler", "RefusedConnection", "tcpOf"]
 
 _log = Logger()
 
@@ -55,21 +61,40 @@ DEFAULT_LIMIT = 2048
 #: Seconds between two log lines about one refused source or device.
 LOG_INTERVAL = 60.0
 
-#: Seconds between two sweeps of connections that dropped TLS.
-SWEEP_INTERVAL = 1.0
+#: Seconds between two sweeps of every count for ended connections.
+SWEEP_INTERVAL = 10.0
+
+
+def tcpOf(transport: Any) -> Any:
+    """
+    The TCP connection under an application's transport: the transport
+    itself, or what a protocol wrapper (the TLS layer) wraps.
+    """
+    if hasattr(transport, "wrappedProtocol"):
+        return transport.transport
+    return transport
 
 
 class _Slot:
     """
-    What one connection holds: its source, and its device once known.
+    What one connection holds: its source, its device once known, and a
+    weak reference to its TCP connection (alive while it is connected).
     """
 
-    __slots__ = ("source", "uid", "tcp")
+    __slots__ = ("source", "uid", "_tcp")
 
-    def __init__(self, source: str) -> None:
+    def __init__(self, source: str, tcp: Any) -> None:
         self.source = source
         self.uid: str | None = None
-        self.tcp: Any = None
+        self._tcp = weakref.ref(tcp)
+
+    @property
+    def alive(self) -> bool:
+        """
+        Whether the TCP connection is still connected.
+        """
+        tcp = self._tcp()
+        return tcp is not None and bool(getattr(tcp, "connected", False))
 
 
 class ConnectionLimits:
@@ -93,11 +118,10 @@ class ConnectionLimits:
         self._vip = vipName
         self.perSource = perSource
         self.perDevice = perDevice
-        self._bySource: dict[str, int] = {}
-        self._byDevice: dict[str, int] = {}
-        self._slots: dict[object, _Slot] = {}
-        self._detached: list[_Slot] = []
-        self._lastSweep = 0.0
+        self._bySource: dict[str, list[_Slot]] = {}
+        self._byDevice: dict[str, list[_Slot]] = {}
+        self._slots: weakref.WeakKeyDictionary[Any, _Slot] = weakref.WeakKeyDictionary()
+        self._lastSweep = clock.seconds()
         self._logged: dict[str, float] = {}
         self.refusedSources = 0
         self.refusedDevices = 0
@@ -106,27 +130,25 @@ class ConnectionLimits:
         """
         The connections C{source} holds now.
         """
-        self._sweep()
-        return self._bySource.get(source, 0)
+        return self._live(self._bySource, source)
 
     def deviceCount(self, uid: str) -> int:
         """
         The connections device C{uid} holds now.
         """
-        self._sweep()
-        return self._byDevice.get(uid, 0)
+        return self._live(self._byDevice, uid)
 
     # Sources.
 
     def admitSource(self, source: str) -> bool:
         """
         Whether a new connection from C{source} may be accepted (it is
-        counted by L{opened}).
+        counted by L{opened} once made).
         """
         if not self.perSource:
             return True
-        self._sweep()
-        if self._bySource.get(source, 0) < self.perSource:
+        held = self._bySource.get(source)
+        if held is None or len(held) < self.perSource or self._live(self._bySource, source) < self.perSource:
             return True
         self.refusedSources += 1
         self._logRefusal(
@@ -138,47 +160,34 @@ class ConnectionLimits:
         )
         return False
 
-    def opened(self, connection: object, source: str) -> None:
+    def opened(self, transport: Any, source: str) -> None:
         """
-        A connection from C{source} was accepted (Twisted's TLS wrapper
-        says so twice: counted once).
+        A connection from C{source} was made; C{transport} is its
+        application's transport (the TLS layer).
         """
-        if connection in self._slots:
+        self._sweep()
+        if transport in self._slots:
             return
-        self._slots[connection] = _Slot(source)
-        self._bySource[source] = self._bySource.get(source, 0) + 1
-
-    def released(self, connection: object, tcp: Any) -> None:
-        """
-        The TLS layer let C{connection} go.  If its TCP connection C{tcp}
-        still lives (TLS was dropped for a raw tunnel), its slot is kept
-        until it ends.
-        """
-        slot = self._slots.pop(connection, None)
-        if slot is None:
-            return
-        if tcp is not None and getattr(tcp, "connected", False):
-            slot.tcp = tcp
-            self._detached.append(slot)
-            return
-        self._free(slot)
+        slot = _Slot(source, tcpOf(transport))
+        self._slots[transport] = slot
+        self._bySource.setdefault(source, []).append(slot)
 
     # Devices.
 
-    def admitDevice(self, connection: object, uid: str) -> bool:
+    def admitDevice(self, transport: Any, uid: str) -> bool:
         """
-        Count C{connection} against device C{uid}, once; whether it is
-        within the device's limit.  A connection this object does not
-        know (not made by a L{LimitedTLSFactory}) is not counted.
+        Count the connection of C{transport} against device C{uid}, once;
+        whether it is within the device's limit.  A connection L{opened}
+        was not told of is not counted.
         """
-        slot = self._slots.get(connection)
+        slot = self._slots.get(transport)
         if slot is None or slot.uid is not None:
             # Unknown, or counted already (a TLS connection has one
             # device for its whole life).
             return True
         if self.perDevice:
-            self._sweep()
-            if self._byDevice.get(uid, 0) >= self.perDevice:
+            held = self._byDevice.get(uid)
+            if held is not None and len(held) >= self.perDevice and self._live(self._byDevice, uid) >= self.perDevice:
                 self.refusedDevices += 1
                 self._logRefusal(
                     f"device {uid}",
@@ -189,43 +198,38 @@ class ConnectionLimits:
                 )
                 return False
         slot.uid = uid
-        self._byDevice[uid] = self._byDevice.get(uid, 0) + 1
+        self._byDevice.setdefault(uid, []).append(slot)
         return True
 
     # Bookkeeping.
 
-    def _free(self, slot: _Slot) -> None:
-        self._decrement(self._bySource, slot.source)
-        if slot.uid is not None:
-            self._decrement(self._byDevice, slot.uid)
-        slot.tcp = None
-
     @staticmethod
-    def _decrement(counts: dict[str, int], key: str) -> None:
-        left = counts.get(key, 0) - 1
-        if left > 0:
-            counts[key] = left
+    def _live(index: dict[str, list[_Slot]], key: str) -> int:
+        """
+        Prune C{key}'s connections that ended; how many remain.
+        """
+        held = index.get(key)
+        if held is None:
+            return 0
+        alive = [slot for slot in held if slot.alive]
+        if alive:
+            index[key] = alive
         else:
-            counts.pop(key, None)
+            del index[key]
+        return len(alive)
 
     def _sweep(self) -> None:
         """
-        Free the slots of raw connections that have ended (at most once
-        per L{SWEEP_INTERVAL}).
+        Prune every count (at most once per L{SWEEP_INTERVAL}), so that
+        sources and devices that never come back are forgotten.
         """
-        if not self._detached:
-            return
         now = self._clock.seconds()
         if now - self._lastSweep < SWEEP_INTERVAL:
             return
         self._lastSweep = now
-        alive = []
-        for slot in self._detached:
-            if getattr(slot.tcp, "connected", False):
-                alive.append(slot)
-            else:
-                self._free(slot)
-        self._detached = alive
+        for index in (self._bySource, self._byDevice):
+            for key in list(index):
+                self._live(index, key)
 
     def _logRefusal(self, key: str, format: str, **fields: object) -> None:
         """
@@ -242,49 +246,19 @@ class ConnectionLimits:
         _log.warn(format, vip=self._vip, **fields)
 
 
-class LimitedTLSFactory(TLSFactory):
+class RefusedConnection(Protocol):
     """
-    A VIP's TLS server factory that enforces its L{ConnectionLimits}: a
-    connection from a source over its limit is closed at accept (no
-    protocol is built), and every accepted connection holds a slot until
-    the TLS layer lets it go.
+    The protocol of a connection over its source's limit: it closes the
+    connection as soon as it is made, before any byte is read (under TLS,
+    before the handshake).
     """
 
-    def __init__(self, creator: Any, wrappedFactory: Any, clock: IReactorTime, limits: ConnectionLimits) -> None:
+    def makeConnection(self, transport: Any) -> None:
         """
-        @param creator: makes each connection's TLS server side.
-        @param wrappedFactory: the VIP's HTTP factory.
-        @param clock: the reactor.
-        @param limits: the VIP's limits and counts.
+        Close at once.
         """
-        super().__init__(creator, False, wrappedFactory, clock)
-        self.limits = limits
-
-    def buildProtocol(self, addr: Any) -> Any:
-        """
-        A protocol for a new connection, or C{None} (Twisted then closes
-        the socket at once) when its source holds its limit.
-        """
-        source = getattr(addr, "host", None)
-        if source is not None and not self.limits.admitSource(source):
-            return None
-        return super().buildProtocol(addr)
-
-    def registerProtocol(self, protocol: Any) -> None:
-        """
-        The connection is made: it takes a slot.
-        """
-        super().registerProtocol(protocol)
-        self.limits.opened(protocol, protocol.getPeer().host)
-
-    def unregisterProtocol(self, protocol: Any) -> None:
-        """
-        The TLS layer lets the connection go: at its end, or when TLS is
-        dropped for a raw tunnel (the slot then waits for the TCP
-        connection's end).
-        """
-        super().unregisterProtocol(protocol)
-        self.limits.released(protocol, protocol.transport)
+        Protocol.makeConnection(self, transport)
+        transport.abortConnection()
 
 
 @implementer(IRequestHandler)
@@ -341,18 +315,3 @@ class DeviceLimitedHandler:
             )
             return
         self.handler.requestReceived(request)
-
-
-def limitedListener(limits: ConnectionLimits) -> Callable[..., Any]:
-    """
-    A function with L{ztnagw.tls.listener.listenTLS}'s signature that
-    listens with a L{LimitedTLSFactory} enforcing C{limits}.
-    """
-    from ztnagw.tls.listener import DEFAULT_BACKLOG
-
-    def listen(reactor: Any, port: int, interface: str, creator: Any, factory: Any, backlog: int = DEFAULT_BACKLOG) -> Any:
-        return reactor.listenTCP(
-            port, LimitedTLSFactory(creator, factory, reactor, limits), backlog=backlog, interface=interface
-        )
-
-    return listen

@@ -52,6 +52,7 @@ from ztnagw.config.model import ApiGateway
 from ztnagw.errors import ZtnaError
 from ztnagw.gateway.context import AccessGate, Authorization, RequestContext, VipSite
 from ztnagw.gateway.interfaces import ITunnelHandler
+from ztnagw.gateway.limits import RefusedConnection
 from ztnagw.gateway.matching import HTTP_SERVICES, TCP_FORWARDING, Match
 from ztnagw.gateway.paths import AmbiguousPath, normalizePath
 from ztnagw.gateway.identity import IdentityUnavailable, RequestIdentity, isJwksRequest
@@ -347,6 +348,16 @@ class _VipProtocol(HTTPServerProtocol):
     progress).
     """
 
+    def makeConnection(self, transport: Any) -> None:
+        """
+        See L{HTTPServerProtocol.makeConnection}; the connection also takes
+        its slot in the VIP's connection limits.
+        """
+        HTTPServerProtocol.makeConnection(self, transport)
+        limits = self.factory.connectionLimits
+        if limits is not None:
+            limits.opened(transport, transport.getPeer().host)
+
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         """
         See L{HTTPServerProtocol.connectionLost}.
@@ -361,12 +372,21 @@ class _VipProtocol(HTTPServerProtocol):
 class VipHTTPFactory(HTTPServerFactory):
     """
     Builds the HTTP server protocols of one VIP.
+
+    @ivar connectionLimits: the VIP's per-source and per-device limits
+        (L{ztnagw.gateway.limits.ConnectionLimits}), or C{None}.
     """
 
-    def buildProtocol(self, addr: object) -> HTTPServerProtocol:
+    connectionLimits: Any = None
+
+    def buildProtocol(self, addr: Any) -> Any:
         """
-        A new connection's protocol.
+        A new connection's protocol; one that closes it at once when its
+        source holds its limit of connections.
         """
+        limits = self.connectionLimits
+        if limits is not None and not limits.admitSource(addr.host):
+            return RefusedConnection()
         protocol = _VipProtocol(self.handler, self.clock, self.limits, self.errorPages)
         protocol.factory = self
         return protocol

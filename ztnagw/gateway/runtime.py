@@ -30,7 +30,7 @@ from ztnagw.access import PolicySet
 from ztnagw.config.model import Config
 from ztnagw.gateway.context import AccessGate
 from ztnagw.gateway.interfaces import IResolver, ITunnelHandler
-from ztnagw.gateway.limits import DEFAULT_LIMIT, ConnectionLimits, DeviceLimitedHandler, limitedListener
+from ztnagw.gateway.limits import DEFAULT_LIMIT, ConnectionLimits, DeviceLimitedHandler
 from ztnagw.gateway.proxy import (
     AccessProxyHandler,
     GatewayErrorPages,
@@ -158,8 +158,8 @@ class AccessProxyService(MultiService):
             name resolver, cached).
         @param tunnelHandler: makes the tunnel handler from the reactor and
             the resolver (by default the TCP forwarding access proxy's).
-        @param listen: how VIPs listen (tests); by default with
-            L{limitedListener}, which enforces the per-source limit.
+        @param listen: how VIPs listen (tests, worker processes);
+            L{listenTLS} by default.
         @raise StartupFailed: a real server or a VIP certificate cannot be
             used as configured.
         """
@@ -218,9 +218,9 @@ class AccessProxyService(MultiService):
                 limits,
             )
             factory = VipHTTPFactory(handler, reactor, serverLimits(accessProxy), GatewayErrorPages())
-            service = VipService(
-                reactor, site, creator, factory, listen=listen if listen is not None else limitedListener(limits)
-            )
+            factory.connectionLimits = limits
+            extra = {} if listen is None else {"listen": listen}
+            service = VipService(reactor, site, creator, factory, **extra)
             service.setServiceParent(self)
             self.vips[vip.name] = service
 
