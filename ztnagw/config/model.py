@@ -1162,8 +1162,8 @@ class AccessProxy(ConfigObject):
         default=2048,
         origin=EXTENSION,
         help="Most connections one client address may hold on the VIP at a "
-        "time (tunnels included); more are closed at once, before any TLS "
-        "work; 0: no limit.",
+        "time (tunnels included; counted by each worker process); more are "
+        "closed at once, before any handshake; 0: no limit.",
     )
     maxConnectionsPerDevice: int = option(
         "max-connections-per-device",
@@ -1171,8 +1171,9 @@ class AccessProxy(ConfigObject):
         default=2048,
         origin=EXTENSION,
         help="Most connections one device (a certificate issued by an EMS "
-        "CA, by its UID) may hold on the VIP at a time, from any address; "
-        "more are answered 429 and closed; 0: no limit.",
+        "CA, by its UID) may hold on the VIP at a time, from any address "
+        "(counted by each worker process); more are answered 429 and "
+        "closed; 0: no limit.",
     )
     apiGateways: FrozenMap[int, ApiGateway] = table("api-gateway", ApiGateway)
 
