@@ -51,8 +51,11 @@ DEFAULT_DURATION = 600.0
 #: Memory growth that fails the soak, as a fraction of the baseline.
 MAX_RSS_GROWTH = 0.10
 
-#: Error kinds that are the intended outcome of what the soak does.
-INTENDED = frozenset({"denied-002", "denied-063"})
+#: Error kinds that are the intended outcome of what the soak does: 002
+#: without a certificate, 063 for a revoked device, and a revoked device's
+#: connection that the revocation closed before its request was answered
+#: (a running gateway ends the live sessions of a device it revokes).
+INTENDED = frozenset({"denied-002", "denied-063", "closed-revoked"})
 
 #: Idle keep-alive connections the gateway keeps per real server
 #: (L{ztnagw.gateway.proxy.UpstreamPools}): how many there are at a moment
@@ -456,7 +459,14 @@ class Soak:
                     # How long until the daemon applies it: its requests
                     # get 063 from then on.
                     while True:
-                        [(status, fields)] = self._get(device)
+                        try:
+                            [(status, fields)] = self._get(device)
+                        except (ConnectionError, ssl.SSLError):
+                            self.errors.add("closed-revoked")
+                            if time.monotonic() - revokedAt > 10:
+                                self.errors.add("revocation-never-applied")
+                                return
+                            continue
                         latency = time.monotonic() - revokedAt
                         if fields.get("x-ztna-error") == "063":
                             break
