@@ -257,9 +257,16 @@ class DeviceHandlerTests(SynchronousTestCase):
         self.inner = RecordingHandler(answerOK)
 
     def connect(self, presentedCertificate: object) -> tuple[object, StringTransport]:
-        handler = DeviceLimitedHandler(
-            self.inner, self.limits, handshakeFactsOf=lambda transport: fakes.handshake(presentedCertificate)
-        )
+        """
+        A connection whose handshake presented C{presentedCertificate}.
+        """
+        self.judged = 0
+
+        def facts(transport: object) -> object:
+            self.judged += 1
+            return fakes.handshake(presentedCertificate)
+
+        handler = DeviceLimitedHandler(self.inner, self.limits, handshakeFactsOf=facts)
         protocol, transport, _ = connectServer(handler, clock=self.clock)
         transport.connected = True  # type: ignore[attr-defined]
         self.limits.opened(transport, "10.0.0.1")
@@ -275,6 +282,7 @@ class DeviceHandlerTests(SynchronousTestCase):
         first, firstTransport = self.connect(fakes.presented())
         first.dataReceived(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n")
         self.assertEqual(firstTransport.value().count(b"HTTP/1.1 200"), 2)
+        self.assertEqual(self.judged, 1)
         second, secondTransport = self.connect(fakes.presented())
         second.dataReceived(b"GET /c HTTP/1.1\r\nHost: x\r\nAccept: application/json\r\n\r\n")
         answer = secondTransport.value()

@@ -81,11 +81,12 @@ class _Slot:
     weak reference to its TCP connection (alive while it is connected).
     """
 
-    __slots__ = ("source", "uid", "_tcp")
+    __slots__ = ("source", "uid", "judged", "_tcp")
 
     def __init__(self, source: str, tcp: Any) -> None:
         self.source = source
         self.uid: str | None = None
+        self.judged = False
         self._tcp = weakref.ref(tcp)
 
     @property
@@ -174,16 +175,28 @@ class ConnectionLimits:
 
     # Devices.
 
-    def admitDevice(self, transport: Any, uid: str) -> bool:
+    def undecided(self, transport: Any) -> bool:
         """
-        Count the connection of C{transport} against device C{uid}, once;
-        whether it is within the device's limit.  A connection L{opened}
-        was not told of is not counted.
+        Whether the connection of C{transport} still has to be counted
+        against its device (its first request has not been seen), so that
+        later requests cost nothing.
         """
         slot = self._slots.get(transport)
-        if slot is None or slot.uid is not None:
+        return slot is not None and not slot.judged
+
+    def admitDevice(self, transport: Any, uid: str | None) -> bool:
+        """
+        Count the connection of C{transport} against device C{uid} (C{None}:
+        it has no device), once; whether it is within the device's limit.
+        A connection L{opened} was not told of is not counted.
+        """
+        slot = self._slots.get(transport)
+        if slot is None or slot.judged:
             # Unknown, or counted already (a TLS connection has one
             # device for its whole life).
+            return True
+        if uid is None:
+            slot.judged = True
             return True
         if self.perDevice:
             held = self._byDevice.get(uid)
@@ -198,6 +211,7 @@ class ConnectionLimits:
                 )
                 return False
         slot.uid = uid
+        slot.judged = True
         self._byDevice.setdefault(uid, []).append(slot)
         return True
 
@@ -292,17 +306,16 @@ class DeviceLimitedHandler:
         @see: L{IRequestHandler.requestReceived}
         """
         transport = request.connection.transport
+        if not self.limits.undecided(transport):
+            self.handler.requestReceived(request)
+            return
         try:
             presented = self._handshakeFactsOf(transport).presented
         except (NotVerifiedHere, HandshakeIncomplete):
             # The handler refuses what it cannot judge.
             presented = None
-        if (
-            presented is not None
-            and presented.problem is None
-            and presented.uid is not None
-            and not self.limits.admitDevice(transport, presented.uid)
-        ):
+        uid = presented.uid if presented is not None and presented.problem is None else None
+        if not self.limits.admitDevice(transport, uid):
             status, headers, body = renderErrorPage(
                 429,
                 "Too Many Requests",

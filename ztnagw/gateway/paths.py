@@ -126,13 +126,13 @@ def normalizePath(path: bytes) -> bytes:
     """
     if path == b"*":
         return path
-    if path[:1] == b"/" and b"%" not in path and b"/." not in path and b"//" not in path and b"\\" not in path:
-        # Nothing to decode, merge or remove (most requests).
-        return path
     query = b""
     mark = path.find(b"?")
     if mark >= 0:
         path, query = path[:mark], path[mark:]
+    if path[:1] == b"/" and b"%" not in path and b"/." not in path and b"//" not in path and b"\\" not in path:
+        # Nothing to decode, merge or remove (most requests).
+        return path + query
     if b"\\" in path:
         raise AmbiguousPath("a backslash")
     segments = path.split(b"/")
