@@ -28,6 +28,14 @@ KEYS = {
     "state/gateway.key": 'vpn certificate local "gateway": private key file',
 }
 
+#: The keys the daemon itself creates at its first start (so a first start
+#: comes before the refusal): the identity-assertion signing key and the
+#: persistence-cookie key.
+CREATED_AT_START = {
+    "state/identity/identity.key": "identity/identity.key",
+    "state/persistence.key": "persistence.key",
+}
+
 
 class RefusedTests(TestCase):
     """
@@ -35,14 +43,20 @@ class RefusedTests(TestCase):
     the file and the fix.
     """
 
-    def assertRefused(self, relative: str, mode: int, expected: str) -> None:
+    def assertRefused(self, relative: str, mode: int, expected: str, startFirst: bool = False) -> None:
         """
         With C{relative} at C{mode}, the daemon exits at start with a log
         naming the file, its mode and the C{chmod} that fixes it; with the
         mode fixed it starts.
+
+        @param startFirst: start and stop the daemon once before, so that
+            it creates the key.
         """
         gateway = Gateway(self.mktemp())
         self.addCleanup(gateway.stop)
+        if startFirst:
+            gateway.start()
+            gateway.stop()
         path = os.path.join(gateway.directory, relative)
         os.chmod(path, mode)
         with self.assertRaises(RuntimeError) as caught:
@@ -73,6 +87,21 @@ class RefusedTests(TestCase):
         others counts).
         """
         self.assertRefused("state/gateway.key", 0o620, KEYS["state/gateway.key"])
+
+    def test_identityKey(self) -> None:
+        """
+        The key that signs identity assertions for real servers,
+        group-readable.
+        """
+        self.assertRefused(
+            "state/identity/identity.key", 0o640, CREATED_AT_START["state/identity/identity.key"], startFirst=True
+        )
+
+    def test_persistenceKey(self) -> None:
+        """
+        The key that authenticates persistence cookies, world-readable.
+        """
+        self.assertRefused("state/persistence.key", 0o604, CREATED_AT_START["state/persistence.key"], startFirst=True)
 
     def test_inlineKey(self) -> None:
         """
@@ -112,15 +141,16 @@ class CreatedTests(TestCase):
 
     def test_modes(self) -> None:
         """
-        After a start: every key 0600, the registry 0600, the state
-        directory and the EMS directory 0700.
+        After a start: every key 0600 (those made before it and those it
+        makes), the registry 0600, the state directory and the EMS
+        directory 0700.
         """
         gateway = Gateway(self.mktemp())
         self.addCleanup(gateway.stop)
         gateway.start()
         modes = {
             relative: stat.S_IMODE(os.stat(os.path.join(gateway.directory, relative)).st_mode)
-            for relative in [*KEYS, "state/ems1/registry.sqlite", "state", "state/ems1"]
+            for relative in [*KEYS, *CREATED_AT_START, "state/ems1/registry.sqlite", "state", "state/ems1"]
         }
         self.assertEqual(
             modes,
@@ -128,6 +158,8 @@ class CreatedTests(TestCase):
                 "state/ems1/ca.key": 0o600,
                 "state/ems1/listener.key": 0o600,
                 "state/gateway.key": 0o600,
+                "state/identity/identity.key": 0o600,
+                "state/persistence.key": 0o600,
                 "state/ems1/registry.sqlite": 0o600,
                 "state": 0o700,
                 "state/ems1": 0o700,
