@@ -35,10 +35,12 @@ from ztnagw.workers import (
     InheritedSocket,
     ListenAddress,
     PlanError,
+    RecordWriter,
     WorkerLogDestination,
     WorkerPlan,
     decodePlan,
     encodePlan,
+    formatRecord,
     listenAddresses,
     readPlan,
     withWorkerId,
@@ -420,6 +422,69 @@ class WorkerLogTests(SynchronousTestCase):
         """
         line = LogLine((("date", Token("2025-01-10")), ("msg", "x")))
         self.assertEqual(withWorkerId(line, 1).fields[-1], ("workerid", 1))
+
+
+class RecordWriterTests(SynchronousTestCase):
+    """
+    L{RecordWriter} gathers a reactor turn's records.
+    """
+
+    def setUp(self) -> None:
+        self.clock = MemoryReactorClock()
+        self.clock.running = True
+        self.output = io.StringIO()
+        self.writer = RecordWriter(self.output, self.clock)
+
+    def event(self, text: str, level: Any = None) -> dict[str, Any]:
+        """
+        A log line event.
+        """
+        from twisted.logger import LogLevel
+
+        return {
+            "log_format": "{ztnaLogLine}",
+            "ztnaLogLine": text,
+            "log_level": level or LogLevel.info,
+            "log_time": 1.0,
+            "log_namespace": "n",
+        }
+
+    def test_turn(self) -> None:
+        """
+        Records are written together at the end of the reactor's turn.
+        """
+        self.writer(self.event("a"))
+        self.writer(self.event("b"))
+        self.assertEqual(self.output.getvalue(), "")
+        self.clock.advance(0)
+        self.assertEqual(self.output.getvalue(), formatRecord(self.event("a")) + formatRecord(self.event("b")))
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_urgent(self) -> None:
+        """
+        A warning is written at once, with what came before it.
+        """
+        from twisted.logger import LogLevel
+
+        self.writer(self.event("a"))
+        self.writer(self.event("b", LogLevel.warn))
+        self.assertEqual(self.output.getvalue().count("\n"), 2)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_notRunning(self) -> None:
+        """
+        Before the reactor runs (and after), records are written at once.
+        """
+        self.clock.running = False
+        self.writer(self.event("a"))
+        self.assertEqual(self.output.getvalue(), formatRecord(self.event("a")))
+
+    def test_limit(self) -> None:
+        """
+        64 KiB gathered are written without waiting for the turn's end.
+        """
+        self.writer(self.event("x" * (RecordWriter.limit + 1)))
+        self.assertTrue(self.output.getvalue())
 
 
 class FakePort:

@@ -36,7 +36,7 @@ from ztnagw.supervisor import (
     WorkerSupervisor,
     workerCount,
 )
-from ztnagw.workers import FIRST_SOCKET_FD, READY_KEY, ListenAddress, decodePlan
+from ztnagw.workers import FIRST_SOCKET_FD, READY_KEY, ListenAddress, decodePlan, formatRecord
 
 
 class FakeWorker:
@@ -614,6 +614,60 @@ class WorkerOutputTests(SynchronousTestCase):
             self.assertIsInstance(text, str)
         if data.strip(b" \t\r\n\x1e") and not events:
             self.assertTrue(texts)
+
+    @given(
+        st.text(max_size=200),
+        st.sampled_from(list(LogLevel.iterconstants())),
+        st.floats(min_value=0, max_value=2e9, allow_nan=False),
+        st.text(alphabet="abcdefghijklmnopqrstuvwxyz._", min_size=1, max_size=30),
+        st.lists(st.integers(min_value=0), max_size=6),
+    )
+    def test_logLines(self, text: str, level: Any, when: float, namespace: str, cuts: list[int]) -> None:
+        """
+        A traffic or event log line, written by a worker as
+        L{formatRecord} writes it (compact, or JSON when its text holds a
+        control character), reaches the supervisor with its text, level,
+        time and namespace, whatever pieces the pipe delivers.
+        """
+        output, events, texts = self.collect()
+        event = {
+            "log_format": "{ztnaLogLine}",
+            "ztnaLogLine": text,
+            "log_level": level,
+            "log_time": when,
+            "log_namespace": namespace,
+        }
+        data = formatRecord(dict(event)).encode("utf-8")
+        for piece in _split(data, cuts):
+            output.received(1, piece)
+        output.ended()
+        self.assertEqual(texts, [])
+        [received] = events
+        self.assertEqual(
+            (received["ztnaLogLine"], received["log_level"], received["log_time"], received["log_namespace"]),
+            (text, level, when, namespace),
+        )
+        self.assertEqual(formatEventAsClassicLogText(received, lambda t: "T"), formatEventAsClassicLogText(event, lambda t: "T"))
+
+    def test_compactWhenPlain(self) -> None:
+        """
+        A plain log line travels compact (no JSON to encode and decode per
+        request); other events as JSON.
+        """
+        line = formatRecord({"log_format": "{ztnaLogLine}", "ztnaLogLine": 'a="b"', "log_level": LogLevel.info, "log_time": 1.5, "log_namespace": "n"})
+        self.assertEqual(line, '\x1dinfo\x1f1.5\x1fn\x1fa="b"\n')
+        other = formatRecord({"log_format": "x {a}", "a": 1, "log_level": LogLevel.info})
+        self.assertTrue(other.startswith("\x1e{"))
+
+    def test_badCompact(self) -> None:
+        """
+        A compact record with a bad level, time or field count is passed
+        on as text.
+        """
+        output, events, texts = self.collect()
+        output.received(1, b"\x1dloud\x1f1\x1fn\x1fx\n\x1dinfo\x1fnow\x1fn\x1fx\n\x1dinfo\x1f1\n\x1d\xff\n")
+        self.assertEqual(events, [])
+        self.assertEqual(len(texts), 4)
 
     def test_notJson(self) -> None:
         """

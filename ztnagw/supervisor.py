@@ -65,6 +65,8 @@ from zope.interface import Interface, implementer
 from ztnagw.tls.listener import DEFAULT_BACKLOG, checkPortFree, reusePortSocket
 from ztnagw.workers import (
     FIRST_SOCKET_FD,
+    LINE_FIELDS,
+    LINE_RECORD,
     READY_KEY,
     InheritedSocket,
     ListenAddress,
@@ -309,11 +311,9 @@ class ProcessWorkerLauncher:
 
 class WorkerOutput:
     """
-    Splits what a worker writes into log events (descriptor 1: JSON
-    records, each C{RS} + JSON + C{LF}, as
-    L{jsonFileLogObserver<twisted.logger.jsonFileLogObserver>} writes
-    them) and lines (descriptor 2), whatever pieces the pipe delivers
-    them in.
+    Splits what a worker writes into log events (descriptor 1: records
+    as L{ztnagw.workers.formatRecord} writes them, JSON or compact) and
+    lines (descriptor 2), whatever pieces the pipe delivers them in.
 
     A record that is not JSON, and one longer than C{maximum} bytes, is
     passed on as text, never dropped silently; a line longer than
@@ -363,7 +363,12 @@ class WorkerOutput:
         self._buffers = {1: b"", 2: b""}
 
     def _complete(self, fd: int, data: bytes, cut: bool = False) -> None:
-        if fd == 1 and not cut:
+        if fd == 1 and not cut and data.startswith(_LINE_RECORD):
+            event = _lineEvent(data)
+            if event is not None:
+                self._onEvent(event)
+                return
+        elif fd == 1 and not cut:
             record = data[1:] if data.startswith(b"\x1e") else data
             if not record.strip(b" \t\r\x1e"):
                 return
@@ -377,6 +382,36 @@ class WorkerOutput:
         text = data.decode("utf-8", "replace").rstrip("\r")
         if text.strip("\x1e"):
             self._onText(text + (" [cut]" if cut else ""), fd)
+
+
+_LINE_RECORD = LINE_RECORD.encode("ascii")
+
+
+def _lineEvent(data: bytes) -> dict[str, Any] | None:
+    """
+    The event of a compact record (see L{ztnagw.workers.formatRecord}), or
+    C{None} if it is not one.
+    """
+    try:
+        text = data[len(_LINE_RECORD) :].decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    fields = text.split(LINE_FIELDS, 3)
+    if len(fields) != 4:
+        return None
+    levelName, when, namespace, line = fields
+    try:
+        level = LogLevel.levelWithName(levelName)
+        seconds = float(when)
+    except (InvalidLogLevelError, ValueError):
+        return None
+    return {
+        "log_level": level,
+        "log_time": seconds,
+        "log_namespace": namespace,
+        "log_format": "{ztnaLogLine}",
+        "ztnaLogLine": line,
+    }
 
 
 class _WorkerProtocol(ProcessProtocol):

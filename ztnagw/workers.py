@@ -27,8 +27,8 @@ on:
 
   - L{WorkerLogDestination}: a worker's traffic and event log lines carry
     its id (C{workerid}); its C{twisted.logger} events go to the supervisor
-    as JSON records on its standard output, and the supervisor writes them
-    to the daemon's log tagged with the worker id.
+    as records on its standard output (L{formatRecord}), and the supervisor
+    writes them to the daemon's log tagged with the worker id.
 
 The standard input stays open after the plan: when it ends, the
 supervisor is gone, and the worker stops rather than serve on unsupervised.
@@ -57,7 +57,7 @@ from twisted.internet.interfaces import (
     IOpenSSLServerConnectionCreator,
     IProtocolFactory,
 )
-from twisted.logger import Logger
+from twisted.logger import ILogObserver, Logger, LogLevel, eventAsJSON
 from zope.interface import implementer
 
 from ztnagw.config.schema import FrozenMap
@@ -69,12 +69,16 @@ __all__ = [
     "READY_KEY",
     "InheritedListeners",
     "InheritedSocket",
+    "LINE_FIELDS",
+    "LINE_RECORD",
     "ListenAddress",
     "PlanError",
+    "RecordWriter",
     "WorkerLogDestination",
     "WorkerPlan",
     "decodePlan",
     "encodePlan",
+    "formatRecord",
     "listenAddresses",
     "main",
     "readPlan",
@@ -100,6 +104,14 @@ WORKER_FIELD = "workerid"
 MAX_PLAN_SIZE = 64 << 20
 
 _LENGTH = struct.Struct(">Q")
+
+#: What starts a compact record (a traffic or event log line) on a
+#: worker's descriptor 1; its fields are separated by L{LINE_FIELDS}.
+LINE_RECORD = "\x1d"
+LINE_FIELDS = "\x1f"
+
+#: The format of the events L{ztnagw.logs.LoggerLogDestination} emits.
+_LINE_FORMAT = "{ztnaLogLine}"
 
 _PRIVATE_KEY_TYPES = (
     ec.EllipticCurvePrivateKey,
@@ -363,6 +375,91 @@ class WorkerLogDestination:
         self._destination.close()
 
 
+def formatRecord(event: dict[str, Any]) -> str:
+    """
+    How a worker writes a log event for its supervisor: a traffic or event
+    log line (one per request: the hot path) as a compact record of level,
+    time, namespace and text (C{GS level US time US namespace US line LF});
+    any other event as JSON (C{RS json LF}, as
+    L{jsonFileLogObserver<twisted.logger.jsonFileLogObserver>} writes it).
+
+    A log line never holds a control character (its values are escaped),
+    so it cannot end or split a compact record; one that does anyway goes
+    as JSON.
+    """
+    line = event.get("ztnaLogLine")
+    level = event.get("log_level")
+    if (
+        event.get("log_format") == _LINE_FORMAT
+        and isinstance(line, str)
+        and "\n" not in line
+        and LINE_FIELDS not in line
+        and getattr(level, "name", None) is not None
+    ):
+        return (
+            f"{LINE_RECORD}{level.name}{LINE_FIELDS}{event.get('log_time', 0.0)!r}"
+            f"{LINE_FIELDS}{event.get('log_namespace', '-')}{LINE_FIELDS}{line}\n"
+        )
+    return f"\x1e{eventAsJSON(event)}\n"
+
+
+@implementer(ILogObserver)
+class RecordWriter:
+    """
+    Writes a worker's log events for its supervisor, a reactor turn's
+    worth at a time.
+
+    Under load a worker logs a traffic line per request; written one by
+    one, each costs a write here and a wake-up and a read in the
+    supervisor.  So records are gathered and written together at the end
+    of the reactor's turn (or at 64 KiB).  Events of level C{warn} and
+    above, and every event while the reactor is not running (start-up,
+    shut-down), are written at once, with everything before them: what a
+    worker says before it dies is never held back.
+    """
+
+    #: Bytes gathered before they are written regardless.
+    limit = 1 << 16
+
+    def __init__(self, output: IO[str], clock: Any) -> None:
+        """
+        @param output: the supervisor's pipe (descriptor 1).
+        @param clock: the reactor (its C{running} and C{callLater}).
+        """
+        self._output = output
+        self._clock = clock
+        self._pending: list[str] = []
+        self._size = 0
+        self._scheduled: Any = None
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        """
+        Take one event.
+        """
+        record = formatRecord(event)
+        self._pending.append(record)
+        self._size += len(record)
+        level = event.get("log_level")
+        urgent = isinstance(level, type(LogLevel.warn)) and level >= LogLevel.warn
+        if urgent or self._size >= self.limit or not getattr(self._clock, "running", False):
+            self.flush()
+        elif self._scheduled is None:
+            self._scheduled = self._clock.callLater(0, self.flush)
+
+    def flush(self) -> None:
+        """
+        Write everything gathered.
+        """
+        if self._scheduled is not None and self._scheduled.active():
+            self._scheduled.cancel()
+        self._scheduled = None
+        if not self._pending:
+            return
+        pending, self._pending, self._size = self._pending, [], 0
+        self._output.write("".join(pending))
+        self._output.flush()
+
+
 def _boundAddress(fileDescriptor: int) -> tuple[socket.AddressFamily, tuple[str, int]]:
     """
     The family and address of a listening TCP socket, without taking the
@@ -528,12 +625,16 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 def _serve(plan: WorkerPlan, records: IO[str]) -> None:
     from twisted.internet import reactor
-    from twisted.logger import globalLogBeginner, jsonFileLogObserver
+    import atexit
+
+    from twisted.logger import globalLogBeginner
 
     from ztnagw.service import GatewayService
     from ztnagw.startup import StartupFailed
 
-    globalLogBeginner.beginLoggingTo([jsonFileLogObserver(records)], redirectStandardIO=False)
+    writer = RecordWriter(records, reactor)
+    atexit.register(writer.flush)
+    globalLogBeginner.beginLoggingTo([writer], redirectStandardIO=False)
     # Accept only once the registry indexes are loaded: a worker started
     # again under load finds connections waiting in its queue, and must not
     # refuse their devices for not knowing them yet.
