@@ -10,6 +10,7 @@ import io
 import ipaddress
 import os
 import socket
+import sys
 from typing import Any
 
 from attrs import evolve
@@ -784,3 +785,87 @@ class AddressTests(SynchronousTestCase):
         spellings = {str(address), address.exploded}
         keys = {ListenAddress(s, port, "x").key() for s in spellings}
         self.assertEqual(keys, {(str(address), port)})
+
+
+class MakeServiceTests(TestCase):
+    """
+    L{ztnagw.tap.makeService} chooses between one process and a
+    supervisor by C{set workers}.
+    """
+
+    def options(self, workers: str) -> Any:
+        """
+        Plugin options for a configuration with C{set workers} C{workers}.
+        """
+        from ztnagw.tap import Options
+
+        directory = os.path.abspath(self.mktemp())
+        preparedGateway(directory)
+        path = os.path.join(directory, "gateway.conf")
+        with open(path) as f:
+            text = f.read().replace("set workers 2", f"set workers {workers}")
+        with open(path, "w") as f:
+            f.write(text)
+        options = Options()
+        options.parseOptions(["--config", path])
+        return options
+
+    def test_one(self) -> None:
+        """
+        C{workers 1}: the single-process gateway, as without the option.
+        """
+        from ztnagw.service import GatewayService
+        from ztnagw.tap import makeService
+
+        service = makeService(self.options("1"))
+        self.addCleanup(service.logWriter.close)  # type: ignore[attr-defined]
+        self.assertIsInstance(service, GatewayService)
+        self.assertIsNone(service.workerId)  # type: ignore[attr-defined]
+
+    def test_several(self) -> None:
+        """
+        C{workers 3}: a supervisor of three workers, whose sockets are bound
+        only in C{privilegedStartService}.
+        """
+        from ztnagw.supervisor import GatewaySupervisor
+        from ztnagw.tap import makeService
+
+        service = makeService(self.options("3"))
+        self.assertIsInstance(service, GatewaySupervisor)
+        self.assertEqual(len(service.workers._slots), 3)  # type: ignore[attr-defined]
+        self.assertEqual(service.sockets.ports(), [])  # type: ignore[attr-defined]
+        self.assertEqual(
+            [a.what for a in service.sockets.addresses],  # type: ignore[attr-defined]
+            ["VIP MAIN", "VIP OTHER", "EMS 1"],
+        )
+
+    def test_perCpu(self) -> None:
+        """
+        C{workers 0}: one per CPU this process may run on.
+        """
+        from ztnagw.supervisor import GatewaySupervisor
+        from ztnagw.tap import makeService
+
+        cpus = len(os.sched_getaffinity(0))
+        service = makeService(self.options("0"))
+        if cpus == 1:
+            self.addCleanup(service.logWriter.close)  # type: ignore[attr-defined]
+            self.assertNotIsInstance(service, GatewaySupervisor)
+        else:
+            self.assertEqual(len(service.workers._slots), cpus)  # type: ignore[attr-defined]
+
+    def test_workerWouldFail(self) -> None:
+        """
+        What a worker would refuse (here a log file that cannot be opened)
+        stops the supervisor's start at once, with the reason.
+        """
+        from ztnagw.tap import makeService
+
+        options = self.options("2")
+        os.makedirs(os.path.join(os.path.dirname(options["config"]), "traffic.log"))
+        stderr = io.StringIO()
+        self.patch(sys, "stderr", stderr)
+        error = self.assertRaises(SystemExit, makeService, options)
+        self.assertEqual(error.code, 1)
+        self.assertIn("log-file", stderr.getvalue())
+        self.assertIn("cannot open it", stderr.getvalue())
