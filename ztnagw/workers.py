@@ -37,6 +37,7 @@ supervisor is gone, and the worker stops rather than serve on unsupervised.
 from __future__ import annotations
 
 import argparse
+import atexit
 import io
 import ipaddress
 import os
@@ -600,9 +601,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     """
     Run one worker: read the plan from the standard input, serve until
     SIGTERM or until the supervisor goes away.  Log events go to the
-    standard output as JSON records for the supervisor; anything else a
-    library prints goes to the standard error, which the supervisor logs
-    line by line.
+    standard output as records for the supervisor (L{formatRecord});
+    anything else a library prints goes to the standard error, which the
+    supervisor logs line by line.
 
     Exits with status 1 when the plan or the sockets are unusable or the
     gateway cannot start; the supervisor counts that as a failed start.
@@ -625,8 +626,6 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 def _serve(plan: WorkerPlan, records: IO[str]) -> None:
     from twisted.internet import reactor
-    import atexit
-
     from twisted.logger import globalLogBeginner
 
     from ztnagw.service import GatewayService
@@ -697,13 +696,27 @@ def _watchSupervisor(reactor: Any, workerId: int) -> None:
     from twisted.internet import abstract, fdesc
 
     class SupervisorPipe(abstract.FileDescriptor):
+        """
+        The read end of the supervisor's pipe; nothing comes after the
+        plan, so only its end matters.
+        """
+
         def fileno(self) -> int:
+            """
+            Standard input.
+            """
             return 0
 
         def doRead(self) -> Any:
+            """
+            Drop anything read; report the end.
+            """
             return fdesc.readFromFD(0, lambda data: None)
 
         def connectionLost(self, reason: Any) -> None:
+            """
+            The supervisor is gone: stop.
+            """
             abstract.FileDescriptor.connectionLost(self, reason)
             if reactor.running:
                 _log.warn(

@@ -505,6 +505,20 @@ class WorkersTests(TestCase):
         self.assertIn("Worker 1 (pid", log)
         self.assertRegex(log, r"Worker 2 \(pid \d+\) exited with status 0")
 
+    def test_supervisorKilled(self) -> None:
+        """
+        Workers whose supervisor died (SIGKILL: no orderly stop) stop by
+        themselves instead of serving unsupervised.
+        """
+        pids = self.gateway.pids()
+        assert self.gateway.process is not None
+        self.gateway.process.kill()
+        self.gateway.process.wait()
+        deadline = time.monotonic() + 20
+        while any(_alive(pid) for pid in pids.values()):
+            self.assertLess(time.monotonic(), deadline, "a worker outlived its supervisor")
+            time.sleep(0.05)
+
     def test_revokeReachesEveryWorker(self) -> None:
         """
         A revocation closes the device's keep-alive connection on each
