@@ -11,6 +11,8 @@ before that rule, every dot-segment trick below reached C{/admin}.
 
 from __future__ import annotations
 
+import time
+
 from tests.security.cases import attack
 from tests.security.fixture import AttackCase
 
@@ -48,11 +50,21 @@ class PathTests(AttackCase):
     C{/public/*}, wildcard), both in front of nginx.
     """
 
-    def nginxSince(self, mark: int) -> list[str]:
+    def nginxSince(self, mark: int, expected: int = 0) -> list[str]:
         """
         What nginx logged since line C{mark}: C{<request_uri> <uri>}.
+        nginx writes a request's line after sending its response, so this
+        waits for C{expected} lines (at most 5 s), and with none expected
+        gives late lines a moment to appear.
         """
-        return self.gateway.nginxLines()[mark:]
+        deadline = time.monotonic() + 5
+        if not expected:
+            time.sleep(0.3)
+        while True:
+            lines = self.gateway.nginxLines()[mark:]
+            if len(lines) >= expected or time.monotonic() > deadline:
+                return lines
+            time.sleep(0.05)
 
     def assertNeverAdmin(self, lines: list[str], responses: list[object]) -> None:
         """
@@ -132,7 +144,7 @@ class PathTests(AttackCase):
                 response = g.request(path, host=host, device=g.good)
                 self.assertEqual(response.status, 200, (host, path, response))
                 self.assertTrue(response.body.startswith(b"public /public/"), response)
-        received = [line.split(" ", 1)[0] for line in self.nginxSince(mark)]
+        received = [line.split(" ", 1)[0] for line in self.nginxSince(mark, 2 * len(cases))]
         self.assertEqual(received, list(cases.values()) * 2)
         self.assertNeverAdmin(self.nginxSince(mark), [])
         g.checkServing(self)
@@ -157,5 +169,5 @@ class PathTests(AttackCase):
         self.assertEqual(self.nginxSince(mark), [])
         response = g.request("/admin/public/", host="paths.test", device=g.good)
         self.assertEqual(response.status, 200)
-        self.assertEqual(self.nginxSince(mark), ["/admin/public/ /admin/public/"])
+        self.assertEqual(self.nginxSince(mark, 1), ["/admin/public/ /admin/public/"])
         g.checkServing(self)
