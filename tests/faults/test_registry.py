@@ -1,13 +1,14 @@
 """
 The registry locked by another writer for 10 s: the daemon keeps deciding
 from its in-memory index (a registered device is served, an unknown one
-denied), an admin change made meanwhile waits for the lock or fails with a
-clear message and nothing half-done, and once the lock is gone every change
-reaches the daemon.
+denied), an admin change and an enrollment made meanwhile each wait for the
+lock or fail with a clear message and nothing half-done, and once the lock
+is gone every change reaches the daemon.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import subprocess
@@ -36,6 +37,11 @@ class LockedRegistryTests(TestCase):
         self.addCleanup(gateway.stop)
         device = gateway.issueDevice()
         other = gateway.issueDevice()
+        created = gateway.admin("token", "create", "--json")
+        self.assertEqual(created.returncode, 0, created.stderr)
+        token = json.loads(created.stdout)
+        forwarderEnv = environment()
+        forwarderEnv["XDG_CONFIG_HOME"] = os.path.join(gateway.directory, "forwarder")
         registry = os.path.join(gateway.directory, "state", "ems1", "registry.sqlite")
         locker = subprocess.Popen(
             [sys.executable, "-m", "tests.faults.locker", registry, str(LOCK_SECONDS)],
@@ -51,6 +57,14 @@ class LockedRegistryTests(TestCase):
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env=environment(),
+        )
+        # And an enrollment through the daemon's EMS.
+        enrollment = subprocess.Popen(
+            [*binary("ztnagw-forward"), "enroll", "--ems", f"https://127.0.0.1:{gateway.ports['EMS']}",
+             "--token", token["token"], "--pin", token["enroll"]["pin"]],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=forwarderEnv,
         )
         served = 0
         while time.monotonic() - lockedAt < LOCK_SECONDS - 2:
@@ -73,6 +87,24 @@ class LockedRegistryTests(TestCase):
             self.assertEqual(gateway.curl("MAIN", "/headers", other)[0], 200)
             result = runAdmin(["endpoint", "revoke", other.uid], config=gateway.configPath)
             self.assertEqual(result.returncode, 0, result.stderr)
+        enrolledOut, enrolledErr = enrollment.communicate(timeout=120)
+        listed = json.loads(gateway.admin("endpoint", "list", "--json").stdout)
+        if enrollment.returncode == 0:
+            uid = [line.split()[-1] for line in enrolledOut.decode().splitlines() if line.strip().startswith("UID:")][0]
+            self.assertIn(uid, {record["uid"] for record in listed})
+        else:
+            # Refused cleanly (the EMS answers 503 registry-unavailable):
+            # nothing recorded, and the token is still unused.
+            self.assertNotIn(b"Traceback", enrolledErr)
+            self.assertEqual(len(listed), 2, listed)
+            retried = subprocess.run(
+                [*binary("ztnagw-forward"), "enroll", "--ems", f"https://127.0.0.1:{gateway.ports['EMS']}",
+                 "--token", token["token"], "--pin", token["enroll"]["pin"]],
+                capture_output=True,
+                env=forwarderEnv,
+                timeout=120,
+            )
+            self.assertEqual(retried.returncode, 0, retried.stderr)
         # The change is in the registry and reaches the daemon.
         deadline = time.monotonic() + 10
         while gateway.curl("MAIN", "/headers", other)[1].get("x-ztna-error") != ["063"]:

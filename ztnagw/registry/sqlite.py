@@ -104,6 +104,11 @@ _SQLITE_LOCKED = 6
 _SQLITE_CORRUPT = 11
 _SQLITE_NOTADB = 26
 
+#: Seconds between two attempts to start a write transaction while another
+#: process holds the write lock (the connection is free for reads between
+#: them).
+_WRITE_RETRY_INTERVAL = 0.02
+
 #: The columns of the C{endpoints} table, in the order of the record's
 #: attributes: a record is stored one attribute per column.
 COLUMNS: tuple[str, ...] = tuple(f.name for f in attrs.fields(EndpointRecord))
@@ -485,6 +490,46 @@ class SQLiteEndpointStore:
             except sqlite3.Error as e:
                 raise self._translate(e, doing) from e
 
+    @contextmanager
+    def _writeLocked(self) -> Iterator[sqlite3.Connection]:
+        """
+        The connection, excluding every other thread, inside a write
+        transaction begun (C{BEGIN IMMEDIATE}) and holding SQLite's write
+        lock.
+
+        While another process holds the write lock, each attempt gives up at
+        once and the wait happens with the connection free: the registry
+        index, which reads through the same connection, keeps reading (a
+        write-ahead log lets readers read while another process writes).
+        Waiting inside SQLite instead kept the connection for up to the busy
+        timeout, the index could not refresh, and after its staleness
+        allowance the gateway denied every device for as long as an
+        enrollment waited on another writer.
+
+        @raise RegistryUnavailable: the write lock stayed taken for longer
+            than the busy timeout, or the store cannot be written.
+        """
+        deadline = time.monotonic() + self._busyTimeout
+        while True:
+            with self._locked() as connection:
+                self._checkFile()
+                try:
+                    connection.execute("PRAGMA busy_timeout = 0")
+                    try:
+                        connection.execute("BEGIN IMMEDIATE")
+                    finally:
+                        milliseconds = max(0, int(self._busyTimeout * 1000))
+                        connection.execute(f"PRAGMA busy_timeout = {milliseconds}")
+                except sqlite3.Error as e:
+                    code = getattr(e, "sqlite_errorcode", None)
+                    busy = code is not None and code & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED)
+                    if not busy or time.monotonic() >= deadline:
+                        raise self._translate(e, "write to") from e
+                else:
+                    yield connection
+                    return
+            time.sleep(_WRITE_RETRY_INTERVAL)
+
     # The extension point
 
     @contextmanager
@@ -507,14 +552,7 @@ class SQLiteEndpointStore:
         @raise RegistryUnavailable: the store stayed locked by another
             writer for longer than the busy timeout, or cannot be written.
         """
-        with self._locked():
-            self._checkFile()
-            connection = self._connection
-            assert connection is not None
-            try:
-                connection.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as e:
-                raise self._translate(e, "write to") from e
+        with self._writeLocked() as connection:
             transaction = StoreTransaction(self, connection.cursor())
             try:
                 yield transaction
