@@ -11,7 +11,7 @@ import struct
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, inlineCallbacks
-from twisted.internet.error import ConnectionDone
+from twisted.internet.error import ConnectionAborted, ConnectionDone
 from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.internet.protocol import ClientFactory, Protocol
 from twisted.logger import formatEvent, globalLogPublisher
@@ -29,7 +29,7 @@ from tests.forwarder.fakegateway import (
 )
 from tests.support.daemon import freePort
 from ztnagw.forwarder import socks
-from ztnagw.forwarder.forward import Forwarder, UsageError, parseArguments, socksReplyFor
+from ztnagw.forwarder.forward import Forwarder, UsageError, _standardIOClass, parseArguments, socksReplyFor
 from ztnagw.forwarder.rules import ForwardRule, ListenAddress, parseForwardSpec
 from ztnagw.forwarder.tunnel import Backoff, Gateway, GatewayUnreachable, TunnelOpener, TunnelRefused
 from ztnagw.tunnel.wire import TunnelRefusal, TunnelTarget
@@ -317,3 +317,104 @@ def _until(condition: object, timeout: float = 10.0, delay: float = 0.0) -> Defe
 
     reactor.callLater(delay, check)  # type: ignore[attr-defined]
     return done
+
+
+@implementer(IHalfCloseableProtocol)
+class _HalfCloseRecorder(Protocol):
+    """
+    A half-closeable protocol that records how its standard I/O ends.
+
+    @ivar writeLost: fires when the write half has closed.
+    @ivar lost: fires with the exception of C{connectionLost}'s reason.
+    """
+
+    def __init__(self) -> None:
+        self.writeLost: Deferred[None] = Deferred()
+        self.lost: Deferred[BaseException] = Deferred()
+
+    def readConnectionLost(self) -> None:
+        """
+        Standard input ended.
+        """
+
+    def writeConnectionLost(self) -> None:
+        """
+        Standard output was closed.
+        """
+        self.writeLost.callback(None)
+
+    def connectionLost(self, reason: Failure = Failure(ConnectionDone())) -> None:
+        """
+        Record the reason.
+        """
+        self.lost.callback(reason.value)
+
+
+class StandardIOTests(TestCase):
+    """
+    The standard I/O transport of C{--stdio} (it leans on Twisted's private
+    C{StandardIO._writer}: these tests fail the day that changes).
+    """
+
+    timeout = 10
+
+    def standardIO(self) -> tuple[_HalfCloseRecorder, object, int]:
+        """
+        A C{--stdio} transport on two fresh pipes.
+
+        @return: the protocol, the transport, and the write end of its
+            standard input (the program that started the forwarder).
+        """
+        inRead, inWrite = os.pipe()
+        outRead, outWrite = os.pipe()
+        self.addCleanup(os.close, outRead)
+        self.addCleanup(lambda: _closeQuietly(inWrite))
+        protocol = _HalfCloseRecorder()
+        transport = _standardIOClass()(protocol, stdin=inRead, stdout=outWrite, reactor=reactor)
+        return protocol, transport, inWrite
+
+    @inlineCallbacks
+    def test_loseConnectionAfterWriteHalf(self):  # type: ignore[no-untyped-def]
+        """
+        Closing standard output first (the real server's end of stream),
+        then the whole connection while standard input is still open,
+        ends the connection: the relay learns of it and the forwarder can
+        exit (Twisted's C{StandardIO} only stopped reading).
+        """
+        protocol, transport, _ = self.standardIO()
+        transport.loseWriteConnection()
+        yield protocol.writeLost
+        transport.loseConnection()
+        reason = yield protocol.lost
+        self.assertIsInstance(reason, ConnectionDone)
+
+    @inlineCallbacks
+    def test_abortConnection(self):  # type: ignore[no-untyped-def]
+        """
+        C{abortConnection} (what the relay calls when a stop's grace period
+        is over) ends the connection at once.
+        """
+        protocol, transport, _ = self.standardIO()
+        transport.abortConnection()
+        reason = yield protocol.lost
+        self.assertIsInstance(reason, ConnectionAborted)
+        transport.abortConnection()
+
+    @inlineCallbacks
+    def test_loseConnectionWithBothHalves(self):  # type: ignore[no-untyped-def]
+        """
+        With both halves open, C{loseConnection} still ends the connection
+        once standard output is flushed (Twisted's own path).
+        """
+        protocol, transport, _ = self.standardIO()
+        transport.write(b"last words")
+        transport.loseConnection()
+        reason = yield protocol.lost
+        self.assertIsInstance(reason, ConnectionDone)
+
+
+def _closeQuietly(fd: int) -> None:
+    try:
+        os.close(fd)
+    except OSError:
+        pass

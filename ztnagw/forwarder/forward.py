@@ -43,7 +43,7 @@ from attrs import frozen
 from cryptography import x509
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
-from twisted.internet.error import CannotListenError, ConnectionDone
+from twisted.internet.error import CannotListenError, ConnectionAborted, ConnectionDone
 from twisted.internet.interfaces import IListeningPort, IOpenSSLClientConnectionCreator
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
@@ -880,20 +880,42 @@ class _StdioEnd(RelayEnd):
         super().connectionLost(reason)
 
 
-def _runStdio(reactor: Any, forwarder: Forwarder, target: TunnelTarget, status: list[int]) -> None:
+def _standardIOClass() -> type:
+    """
+    The standard I/O transport of a C{--stdio} tunnel: Twisted's
+    C{StandardIO}, made to end like a connection.
+
+    Twisted's C{StandardIO} reports the loss of the connection only when
+    its write half closes while it is disconnecting.  A tunnel closes the
+    halves one by one: the real server's end of stream closes our standard
+    output first, then the relay closes the whole connection, and then
+    C{StandardIO.loseConnection} only stops reading: the loss was never
+    reported, the relay waited for it, and the forwarder never exited
+    (ssh waited for it in turn).  It also has no C{abortConnection}, which
+    the relay calls when a stop's grace period is over.
+    """
     from twisted.internet.stdio import StandardIO
 
-    class _Stdio(StandardIO):  # type: ignore[misc, valid-type]
-        # Standard I/O never reports the loss of a connection whose two
-        # halves were closed one by one; the relay waits for that report.
+    class _StandardIO(StandardIO):  # type: ignore[misc, valid-type]
         def loseConnection(self) -> None:
-            if self._reader is None and self._writer is None and not self.disconnected:
+            if self._writer is None and not self.disconnected:
+                # Nothing is left to flush: the connection is over now.
+                self.disconnecting = True
                 self.connectionLost(Failure(ConnectionDone()))
                 return
             StandardIO.loseConnection(self)
 
+        def abortConnection(self) -> None:
+            if not self.disconnected:
+                self.disconnecting = True
+                self.connectionLost(Failure(ConnectionAborted()))
+
+    return _StandardIO
+
+
+def _runStdio(reactor: Any, forwarder: Forwarder, target: TunnelTarget, status: list[int]) -> None:
     end = _StdioEnd(CLIENT)
-    _Stdio(end, reactor=reactor)
+    _standardIOClass()(end, reactor=reactor)
     tunnel = forwarder.tunnel("stdio", end, target)
 
     def finished(_: None) -> None:
