@@ -352,8 +352,7 @@ class _HalfCloseRecorder(Protocol):
 
 class StandardIOTests(TestCase):
     """
-    The standard I/O transport of C{--stdio} (it leans on Twisted's private
-    C{StandardIO._writer}: these tests fail the day that changes).
+    The standard I/O transport of C{--stdio}.
     """
 
     timeout = 10

@@ -897,8 +897,15 @@ def _standardIOClass() -> type:
     from twisted.internet.stdio import StandardIO
 
     class _StandardIO(StandardIO):  # type: ignore[misc, valid-type]
+        outputClosed = False
+
+        def childConnectionLost(self, fd: str, reason: Failure) -> None:
+            if fd == "write":
+                self.outputClosed = True
+            StandardIO.childConnectionLost(self, fd, reason)
+
         def loseConnection(self) -> None:
-            if self._writer is None and not self.disconnected:
+            if self.outputClosed and not self.disconnected:
                 # Nothing is left to flush: the connection is over now.
                 self.disconnecting = True
                 self.connectionLost(Failure(ConnectionDone()))
