@@ -28,6 +28,8 @@ from ztnagw.cli.endpoint import (
     tagArgument,
     uidArgument,
 )
+from ztnagw.config.model import TaggingCondition, TaggingRule
+from ztnagw.config.schema import FrozenMap
 from ztnagw.registry.interfaces import RegistryUnavailable
 from ztnagw.registry.record import EndpointRecord
 from ztnagw.registry.sqlite import SQLiteEndpointStore
@@ -49,6 +51,7 @@ class FakeEms:
     serialNumber: str = "FCTEMS8825007278"
     tenantId: str = "0" * 32
     outOfSyncThreshold: int = 180
+    taggingRules: FrozenMap[str, TaggingRule] = FrozenMap()
 
 
 class CommandTestCase(SynchronousTestCase):
@@ -287,7 +290,7 @@ class ReadTests(CommandTestCase):
         self.assertEqual(listed[1]["tags"], ["a", "b"])
         self.assertEqual(listed[1]["macList"], ["m1"])
         self.assertEqual(
-            set(listed[1]), {f.name for f in attrs.fields(EndpointRecord)} | {"online"}
+            set(listed[1]), {f.name for f in attrs.fields(EndpointRecord)} | {"online", "ruleTags"}
         )
 
     def test_show(self) -> None:
@@ -317,6 +320,46 @@ class ReadTests(CommandTestCase):
             "Fact os.version:     12",
         ):
             self.assertIn(line + "\n", text)
+
+    def test_showRuleTags(self) -> None:
+        """
+        C{show} lists the tags the EMS's tagging rules give the device now
+        (they are derived, not stored, and policies match them like
+        assigned ones), in C{Rule tags} and among the C{Policy tags}, and
+        C{show --json} has them as C{ruleTags}; a rule the device does not
+        satisfy adds nothing.
+        """
+        linux = TaggingRule(
+            name="linux",
+            tag="Linux-Hosts",
+            conditions=FrozenMap({1: TaggingCondition(id=1, type="os", os="linux")}),
+        )
+        windows = TaggingRule(
+            name="windows",
+            tag="Windows-Hosts",
+            conditions=FrozenMap({1: TaggingCondition(id=1, type="os", os="windows")}),
+        )
+        self.commands = EndpointCommands(
+            self.store,
+            FakeEms(taggingRules=FrozenMap({"linux": linux, "windows": windows})),
+            self.out,
+            self.errors,
+            clock=lambda: NOW,
+        )
+        stored = self.registered(osType="Linux", tags={"Domain-Users"}, lastSeen=NOW)
+        self.commands.show(DEVICE_UID)
+        text = self.output()
+        self.assertIn("Tags:                Domain-Users\n", text)
+        self.assertIn("Rule tags:           Linux-Hosts\n", text)
+        self.assertIn(
+            "Policy tags:         EMS1_ZTNA_all_registered_clients, "
+            "EMS1_ZTNA_Domain-Users, EMS1_ZTNA_Linux-Hosts\n",
+            text,
+        )
+        self.commands.show(DEVICE_UID, asJson=True)
+        shown = json.loads(self.output())
+        self.assertEqual(shown["ruleTags"], ["Linux-Hosts"])
+        self.assertEqual(shown, recordToJson(stored, True, {"Linux-Hosts"}))
 
     def test_showJson(self) -> None:
         """

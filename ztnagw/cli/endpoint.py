@@ -27,7 +27,7 @@ import ipaddress
 import json
 import sys
 import time
-from typing import IO, TYPE_CHECKING, Any, Callable, Iterable, Protocol
+from typing import IO, TYPE_CHECKING, Any, Callable, Iterable, Mapping, Protocol
 
 import attrs
 
@@ -37,6 +37,7 @@ from ztnagw.cli._common import (
     openRegistry,
     runCommand,
 )
+from ztnagw.ems.tagging import ruleTags
 from ztnagw.registry.exceptions import InvalidRecord
 from ztnagw.registry.interfaces import RegistryUnavailable, UnknownEndpoint
 from ztnagw.registry.record import (
@@ -51,6 +52,7 @@ from ztnagw.registry.validation import tagNameProblem
 if TYPE_CHECKING:  # pragma: no cover
     from cryptography import x509
 
+    from ztnagw.config.model import TaggingRule
     from ztnagw.registry.interfaces import IEndpointStore
 
 
@@ -64,6 +66,7 @@ class EmsSettings(Protocol):
     serialNumber: str
     tenantId: str
     outOfSyncThreshold: float
+    taggingRules: Mapping[str, TaggingRule]
 
 
 # Parsing command-line values
@@ -209,22 +212,27 @@ def statusOf(record: EndpointRecord, online: bool) -> str:
     return "online" if online else "offline"
 
 
-def policyTagNames(record: EndpointRecord, emsId: int) -> list[str]:
+def policyTagNames(record: EndpointRecord, emsId: int, ruleTags: Iterable[str] = ()) -> list[str]:
     """
     The tags of C{record} as ZTNA policies name them
     (C{EMS<id>_ZTNA_<tag>}), the built-in C{all_registered_clients} first
     for a registered device.
+
+    @param ruleTags: the tags its EMS's tagging rules give the device now
+        (L{ztnagw.ems.tagging.ruleTags}): policies see them like assigned
+        ones, so a view of what policies match must show them too.
     """
-    tags = sorted(record.tags)
+    tags = sorted(set(record.tags).union(ruleTags))
     if record.registrationStatus == REGISTERED:
         tags.insert(0, ALL_REGISTERED_CLIENTS)
     return [f"EMS{emsId}_ZTNA_{tag}" for tag in tags]
 
 
-def recordToJson(record: EndpointRecord, online: bool) -> dict[str, Any]:
+def recordToJson(record: EndpointRecord, online: bool, derived: Iterable[str] = ()) -> dict[str, Any]:
     """
     A record as a JSON object: every attribute under its own name (tags
-    sorted, times as POSIX seconds), plus C{online}.
+    sorted, times as POSIX seconds), plus C{online} and C{ruleTags} (the
+    tags tagging rules give the device now, C{derived}, sorted).
     """
     result: dict[str, Any] = {}
     for field in attrs.fields(EndpointRecord):
@@ -237,6 +245,7 @@ def recordToJson(record: EndpointRecord, online: bool) -> dict[str, Any]:
             value = dict(sorted(value.items()))
         result[field.name] = value
     result["online"] = online
+    result["ruleTags"] = sorted(derived)
     return result
 
 
@@ -287,6 +296,9 @@ class EndpointCommands:
     def _online(self, record: EndpointRecord, now: float) -> bool:
         return record.isOnline(now, self._ems.outOfSyncThreshold)
 
+    def _ruleTags(self, record: EndpointRecord) -> frozenset[str]:
+        return ruleTags(self._ems.taggingRules, record)
+
     # Reading
 
     def list(self, asJson: bool = False) -> int:
@@ -298,7 +310,7 @@ class EndpointCommands:
         if asJson:
             self._print(
                 json.dumps(
-                    [recordToJson(r, self._online(r, now)) for r in records],
+                    [recordToJson(r, self._online(r, now), self._ruleTags(r)) for r in records],
                     indent=2,
                 )
             )
@@ -331,8 +343,9 @@ class EndpointCommands:
             raise self._unknown(uid)
         now = self._clock()
         online = self._online(record, now)
+        derived = self._ruleTags(record)
         if asJson:
-            self._print(json.dumps(recordToJson(record, online), indent=2))
+            self._print(json.dumps(recordToJson(record, online, derived), indent=2))
             return 0
         if record.staticPresence:
             presence = "online (static: always online)"
@@ -362,7 +375,8 @@ class EndpointCommands:
             ("Client version", record.clientVersion or ""),
             ("User", record.user or ""),
             ("Tags", ", ".join(sorted(record.tags))),
-            ("Policy tags", ", ".join(policyTagNames(record, self._ems.id))),
+            ("Rule tags", ", ".join(sorted(derived))),
+            ("Policy tags", ", ".join(policyTagNames(record, self._ems.id, derived))),
         ]
         lines += [(f"Fact {name}", value) for name, value in sorted(record.facts.items())]
         lines.append(("Generation", str(record.generation)))
