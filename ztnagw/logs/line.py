@@ -30,9 +30,11 @@ from __future__ import annotations
 
 import datetime
 import enum
+import functools
 import ipaddress
 import json
 import re
+import time
 from typing import Iterable, Union
 
 from attrs import field, frozen
@@ -101,10 +103,21 @@ class LogTime:
         nanoseconds = whole * _NANOSECONDS + round(
             (seconds - whole) * _NANOSECONDS
         )
+        # Lines come hundreds per second: the zone's offset is looked up
+        # once per second (an offset changes only on a whole second), and
+        # again when the host's zone was changed (time.tzset() replaces
+        # time.tzname).
+        global _lastOffset
+        last = _lastOffset
+        hostZone = time.tzname
+        if last[0] == whole and last[1] is timeZone and last[2] is hostZone:
+            return cls(nanoseconds, last[3])
         instant = datetime.datetime.fromtimestamp(whole, datetime.timezone.utc)
         offset = instant.astimezone(timeZone).utcoffset()
         assert offset is not None
-        return cls(nanoseconds, int(offset.total_seconds()))
+        utcOffset = int(offset.total_seconds())
+        _lastOffset = (whole, timeZone, hostZone, utcOffset)
+        return cls(nanoseconds, utcOffset)
 
     def _local(self) -> datetime.datetime:
         seconds = self.eventTime // _NANOSECONDS + self.utcOffset
@@ -134,6 +147,29 @@ class LogTime:
         sign = "-" if self.utcOffset < 0 else "+"
         minutes = abs(self.utcOffset) // 60
         return f"{sign}{minutes // 60:02d}{minutes % 60:02d}"
+
+    def _header(self) -> tuple[Token, Token, str]:
+        # The date and time tokens and the tz of this stamp; the same for
+        # every line of one second, so kept for the last second seen.
+        global _lastHeader
+        key = (self.eventTime // _NANOSECONDS, self.utcOffset)
+        last = _lastHeader
+        if last[0] == key:
+            return last[1]
+        header = (Token(self.date), Token(self.time), self.tz)
+        _lastHeader = (key, header)
+        return header
+
+
+#: The last second L{LogTime.fromSeconds} looked up: (POSIX second, time
+#: zone, the host's zone names, offset).
+_lastOffset: tuple[int, object, object, int] = (-1, None, None, 0)
+
+#: The last header L{LogTime._header} spelled: ((second, offset), header).
+_lastHeader: tuple[tuple[int, int], tuple[Token, Token, str]] = (
+    (-1, 0),
+    (Token("0"), Token("0"), ""),
+)
 
 
 @frozen
@@ -166,14 +202,23 @@ class LogLine:
             system global} C{hostname}), or C{None} to leave it out as
             FortiOS's C{execute log display} does.
         """
-        header: list[tuple[str, FieldValue]] = [
-            ("date", Token(when.date)),
-            ("time", Token(when.time)),
-        ]
+        date, time, tz = when._header()
         if deviceName is not None:
-            header.append(("devname", deviceName))
-        header += [("eventtime", when.eventTime), ("tz", when.tz)]
-        return cls(tuple(header + list(entryFields)))
+            header: tuple[tuple[str, FieldValue], ...] = (
+                ("date", date),
+                ("time", time),
+                ("devname", deviceName),
+                ("eventtime", when.eventTime),
+                ("tz", tz),
+            )
+        else:
+            header = (
+                ("date", date),
+                ("time", time),
+                ("eventtime", when.eventTime),
+                ("tz", tz),
+            )
+        return cls(header + tuple(entryFields))
 
     def get(self, key: str) -> FieldValue | None:
         """
@@ -190,16 +235,41 @@ class LogLine:
         result never contains a control character, a line separator or an
         unescaped quote inside a value.
         """
-        return " ".join(
-            f"{name}={_keyValueText(value)}" for name, value in self.fields
-        )
+        # A line of some forty fields is spelled for every request: strings
+        # and numbers (nearly all of them) take the short way, and a quoted
+        # string is escaped once and remembered (see _quoted).
+        parts = []
+        append = parts.append
+        for name, value in self.fields:
+            kind = type(value)
+            if kind is str:
+                quoted = _QUOTED.get(value)  # type: ignore[arg-type]
+                append(f"{name}={quoted or _quoted(value)}")  # type: ignore[arg-type]
+            elif kind is int:
+                append(f"{name}={value}")
+            elif kind is Token:
+                append(f"{name}={value.text}")  # type: ignore[union-attr]
+            elif kind is ipaddress.IPv4Address:
+                append(f"{name}={_addressText(value)}")  # type: ignore[arg-type]
+            else:
+                append(f"{name}={_keyValueText(value)}")
+        return " ".join(parts)
 
     def jsonObject(self) -> dict[str, object]:
         """
         The fields as a JSON-ready mapping in FortiOS order: numbers as
         numbers, addresses, dates and times as strings, tags as a list.
         """
-        return {name: _jsonValue(value) for name, value in self.fields}
+        return {
+            name: (
+                value
+                if type(value) is str or type(value) is int
+                else _addressText(value)  # type: ignore[arg-type]
+                if type(value) is ipaddress.IPv4Address
+                else _jsonValue(value)
+            )
+            for name, value in self.fields
+        }
 
     def json(self) -> str:
         """
@@ -274,6 +344,23 @@ def escapeValue(text: str) -> str:
     return _UNSAFE.sub(_escapeOne, text)
 
 
+#: Quoted and escaped spellings of strings already logged: the same VIP,
+#: policy, device and host names appear on line after line.  Bounded: when
+#: full it is emptied, so values chosen by clients cannot make it grow.
+_QUOTED: dict[str, str] = {}
+_QUOTED_LIMIT = 4096
+_QUOTED_LONGEST = 256
+
+
+def _quoted(text: str) -> str:
+    quoted = f'"{escapeValue(text)}"'
+    if len(text) <= _QUOTED_LONGEST:
+        if len(_QUOTED) >= _QUOTED_LIMIT:
+            _QUOTED.clear()
+        _QUOTED[text] = quoted
+    return quoted
+
+
 def joinTags(tags: Iterable[str]) -> str:
     """
     Join posture tags for C{clientdevicetags}: C{EMS1_ZTNA_a/EMS1_ZTNA_b}.
@@ -311,6 +398,12 @@ def splitTags(text: str) -> tuple[str, ...]:
             current.append(character)
     tags.append("".join(current))
     return tuple(tags)
+
+
+@functools.lru_cache(maxsize=4096)
+def _addressText(address: ipaddress.IPv4Address) -> str:
+    # str() of an address computes its dotted text anew each time.
+    return str(address)
 
 
 def _keyValueText(value: FieldValue) -> str:
