@@ -5,8 +5,10 @@ with hypothesis tests), the declarations of the model, and L{FrozenMap}.
 
 from __future__ import annotations
 
+import copy
 import datetime
 import ipaddress
+import pickle
 import uuid
 
 import attrs
@@ -412,3 +414,16 @@ class FrozenMapTests(SynchronousTestCase):
 
         self.assertRaises(TypeError, assign)
         self.assertRaises(AttributeError, setattr, table, "_items", {})
+
+    def test_copyAndPickle(self) -> None:
+        """
+        It survives C{copy.deepcopy} and C{pickle} (a model holding it can
+        be copied or handed to another process), order included, and the
+        copy is still immutable.
+        """
+        table = FrozenMap({2: FrozenMap({"x": 1}), 1: "a"})
+        for copied in (copy.deepcopy(table), pickle.loads(pickle.dumps(table))):
+            self.assertEqual(copied, table)
+            self.assertEqual(list(copied), [2, 1])
+            self.assertIsInstance(copied[2], FrozenMap)
+            self.assertRaises(AttributeError, setattr, copied, "_items", {})

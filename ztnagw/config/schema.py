@@ -113,6 +113,11 @@ class FrozenMap(Mapping[K, V]):
     def __repr__(self) -> str:
         return f"FrozenMap({self._items!r})"
 
+    def __reduce__(self) -> tuple[type, tuple[list[tuple[K, V]]]]:
+        # Copying and pickling would otherwise set _items on a blank
+        # instance, which __setattr__ forbids.
+        return (FrozenMap, (list(self._items.items()),))
+
 
 class ValueProblem(Exception):
     """
