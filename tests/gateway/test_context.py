@@ -397,6 +397,76 @@ end
         self.assertEqual(h.logs.lines, [])
 
 
+class BlockedTrafficTests(SynchronousTestCase):
+    """
+    Tests for the rule of L{AccessGate.logTraffic} that an entry carrying
+    a ZTNA error code is blocked traffic, whatever its action.
+    """
+
+    def quiet(self, h: Harness) -> RequestContext:
+        """
+        A context on an access proxy with C{log-blocked-traffic disable}.
+        """
+        import attrs
+
+        context = h.context()
+        accessProxy = context.accessProxy
+        site = attrs.evolve(h.site, accessProxy=attrs.evolve(accessProxy, logBlockedTraffic=False))
+        return attrs.evolve(context, site=site)
+
+    def test_errorWithOtherActionLogged(self) -> None:
+        """
+        A 023 logged with C{action dns} is written as blocked traffic even
+        when the policy that allowed the request does not log allowed
+        traffic (C{logtraffic utm}), with its code.
+        """
+        policies = """
+config firewall policy
+    edit 1
+        set srcintf "any"
+        set dstintf "any"
+        set srcaddr "all"
+        set dstaddr "vip"
+        set action accept
+        set schedule "always"
+    next
+end
+"""
+        h = Harness(policies)
+        context = h.context()
+        authorization = context.authorize(None)
+        self.assertTrue(authorization.allowed)
+        context.logTraffic(authorization, action="dns", service="HTTPS", error=errors.DNS_FAILURE)
+        [line] = h.logs.lines
+        logged = fields(line)
+        self.assertEqual((logged["action"], logged["ztnaerror"]), ("dns", "023"))
+
+    def test_errorWithOtherActionFollowsLogBlockedTraffic(self) -> None:
+        """
+        With C{log-blocked-traffic disable}, an entry with a code is not
+        written although its policy logs all allowed traffic: a refusal
+        follows the blocked-traffic setting only.
+        """
+        h = Harness()
+        context = self.quiet(h)
+        authorization = context.authorize(None)
+        self.assertEqual(authorization.decision.policy.logTraffic, "all")
+        context.logTraffic(authorization, action="ip-conn", service="tcp/22", error=errors.NO_REAL_SERVER)
+        self.assertEqual(h.logs.lines, [])
+
+    def test_allowedWithoutErrorStillLogged(self) -> None:
+        """
+        The rule leaves allowed traffic alone: an entry without a code and
+        with an action other than C{deny} follows the policy's
+        C{logtraffic}, also when blocked traffic is not logged.
+        """
+        h = Harness()
+        context = self.quiet(h)
+        context.logTraffic(context.authorize(None), action="client-rst", service="HTTPS")
+        [line] = h.logs.lines
+        self.assertEqual(fields(line)["action"], "client-rst")
+
+
 class SessionTests(SynchronousTestCase):
     """
     Tests for L{RequestContext.openSession}.

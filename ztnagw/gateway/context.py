@@ -525,14 +525,22 @@ class AccessGate:
         entry: TrafficLog,
     ) -> bool:
         """
-        Write C{entry} if the configuration asks for it: a denied request
+        Write C{entry} if the configuration asks for it: a blocked request
         when the access proxy has C{log-blocked-traffic enable} (with the
         FortiOS event for a policy denial or a failed api-gateway match),
         an allowed one when its policy has C{logtraffic all}.
 
+        Blocked means refused: C{action deny}, or any entry that carries a
+        ZTNA error code, whatever its action says about how it ended
+        (C{dns} for 023, C{ip-conn} for a real server that could not be
+        reached, C{close} for a session the gateway ended).  Such a line is
+        governed by C{log-blocked-traffic}, never by the policy's
+        C{logtraffic}: a refusal must not depend on the policy that the
+        request would have matched.
+
         @return: whether a line was written.
         """
-        if entry.action == DENY:
+        if entry.action == DENY or entry.ztnaError is not None:
             accessProxy = context.accessProxy
             if accessProxy is not None and not accessProxy.logBlockedTraffic:
                 return False
