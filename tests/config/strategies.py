@@ -491,6 +491,11 @@ def configurations(draw: Callable[[st.SearchStrategy[Any]], Any], pem: list[tupl
                 if draw(st.booleans()):
                     gatewayFixed["url-map-type"] = "regex"
                     gatewayFixed["url-map"] = draw(st.sampled_from(["^/app/.*", "/a|/b", "[0-9]+$"]))
+                if gatewayFixed["service"] == "tcp-forwarding":
+                    # A tunnel has no Host for ldb-method http-host.
+                    gatewayFixed["ldb-method"] = draw(
+                        st.sampled_from([None, "static", "round-robin", "weighted", "first-alive"])
+                    )
                 gatewayStatements, gatewayValues = draw(_options(model.ApiGateway, gatewayFixed, lines))
                 servers = []
                 for serverId in sorted(draw(st.sets(st.integers(1, 2**32 - 1), min_size=1, max_size=2))):
@@ -578,10 +583,16 @@ def _realServer(
             fixed["ip"] = draw(st.ip_addresses(v=4).filter(lambda a: int(a) != 0))
         else:
             fixed["address"] = draw(st.sampled_from([a for a in ipAddresses if a not in ("all", "none")] or ["all"]))
+        if tcp and fixed["ip"] is not None and draw(st.booleans()):
+            # A pool member for the names under a domain.
+            fixed["domain"] = draw(_hostname(HostName(wildcard=True)))
     else:
         if fqdnAddresses and (not tcp or draw(st.booleans())):
             fixed["address"] = draw(st.sampled_from(fqdnAddresses))
         if tcp and (fixed["address"] is None or draw(st.booleans())):
             fixed["domain"] = draw(_hostname(HostName(wildcard=True)))
+    if tcp and fixed["ip"] is None and (kind == "ip" or fixed["address"] is None):
+        # A subnet, a group or a domain alone has no one host to check.
+        fixed["health-check"] = None
     statements, _ = draw(_options(model.RealServer, fixed, lines, gateway))
     return statements

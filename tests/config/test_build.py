@@ -934,6 +934,93 @@ class ErrorTests(SynchronousTestCase):
             "remove it",
         )
 
+    def test_tunnelPools(self) -> None:
+        """
+        On a tcp-forwarding api-gateway, C{domain} with C{ip} or an address
+        of one host loads (a pool member for the names under the domain);
+        with an address of several hosts it is refused, since the pool
+        needs one address to connect to.
+        """
+        tcp = MINIMAL.replace(
+            "edit 1\n                config realservers",
+            "edit 1\n                set service tcp-forwarding\n                config realservers",
+        )
+        addresses = """
+            config firewall address
+                edit "one"
+                    set subnet 10.0.0.9/32
+                next
+                edit "lab"
+                    set subnet 10.0.0.0/24
+                next
+            end
+            """
+        domain = '\n                        set domain "*.corp.example"'
+        config = loadParts(self, tcp.replace("set ip 10.0.0.1", "set ip 10.0.0.1" + domain))
+        server = config.accessProxies["proxy"].apiGateways[1].realServers[1]
+        self.assertEqual((server.addrType, server.ip, server.domain), ("ip", ipaddress.IPv4Address("10.0.0.1"), "*.corp.example"))
+        loadParts(self, tcp.replace("set ip 10.0.0.1", 'set address "one"' + domain), addresses)
+        self.assertError(
+            (tcp.replace("set ip 10.0.0.1", 'set address "lab"' + domain), addresses),
+            "set domain",
+            'firewall access-proxy "proxy" api-gateway 1 realservers 1: with '
+            "domain, address must name one host (a /32 subnet or a one-address "
+            "range): this real server is a member of the pool for the names "
+            'under "*.corp.example" and needs one address to connect to; use ip, '
+            "or give the subnet a real server of its own",
+        )
+
+    def test_tunnelHealthCheck(self) -> None:
+        """
+        A health check needs one host to check: on a tcp-forwarding real
+        server given by a subnet or by a domain alone it is refused.
+        """
+        tcp = MINIMAL.replace(
+            "edit 1\n                config realservers",
+            "edit 1\n                set service tcp-forwarding\n                config realservers",
+        )
+        addresses = """
+            config firewall address
+                edit "lab"
+                    set subnet 10.0.0.0/24
+                next
+            end
+            """
+        check = "\n                        set health-check enable\n                        set health-check-proto tcp-connect"
+        message = (
+            'firewall access-proxy "proxy" api-gateway 1 realservers 1: '
+            "health-check needs a real server naming one host (ip, an address of "
+            "one host, or an fqdn address): a subnet, a group or a domain alone "
+            "has no one host to check"
+        )
+        for statements, extra in [
+            ('set address "lab"', addresses),
+            ('set addr-type fqdn\n                        set domain "*.corp.example"', ""),
+        ]:
+            self.assertError(
+                (tcp.replace("set ip 10.0.0.1", statements + check), extra),
+                "set health-check enable",
+                message,
+            )
+        loadParts(self, tcp.replace("set ip 10.0.0.1", "set ip 10.0.0.1" + check))
+
+    def test_tunnelHttpHost(self) -> None:
+        """
+        C{ldb-method http-host} on a tcp-forwarding api-gateway is refused:
+        a tunnel has no Host.
+        """
+        tcp = MINIMAL.replace(
+            "edit 1\n                config realservers",
+            "edit 1\n                set service tcp-forwarding\n                set ldb-method http-host\n                config realservers",
+        )
+        self.assertError(
+            (tcp,),
+            "set ldb-method",
+            'firewall access-proxy "proxy" api-gateway 1: ldb-method http-host '
+            "needs service http or https: a tunnel has no Host to choose by; use "
+            "static, round-robin, weighted or first-alive",
+        )
+
     def test_notPacketFirewall(self) -> None:
         """
         A firewall policy that is not a ZTNA policy is refused; naming a VIP

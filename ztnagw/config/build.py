@@ -767,6 +767,13 @@ class _Checker:
                     f"{description}: url-map {shown(gateway.urlMap)} is not a "
                     f"valid regular expression ({e})",
                 )
+        if gateway.service == "tcp-forwarding" and gateway.ldbMethod == "http-host":
+            self.error(
+                gateway.whereSet("ldb-method"),
+                f"{description}: ldb-method http-host needs service http or "
+                "https: a tunnel has no Host to choose by; use static, "
+                "round-robin, weighted or first-alive",
+            )
         if not gateway.realServers:
             self.warning(
                 gateway.location,
@@ -824,8 +831,35 @@ class _Checker:
                     f"{description}: addr-type fqdn needs an fqdn address, not "
                     f"the address group {shown(server.address)}",
                 )
-        if server.addrType == "ip" and server.domain is not None:
-            self.error(server.whereSet("domain"), f"{description}: domain needs addr-type fqdn")
+        if server.domain is not None and server.addrType == "ip" and server.address is not None:
+            if self._known(server.address) and self.config.singleAddress(server.address) is None:
+                self.error(
+                    server.whereSet("domain"),
+                    f"{description}: with domain, address must name one host (a "
+                    "/32 subnet or a one-address range): this real server is a "
+                    f"member of the pool for the names under {shown(server.domain)} "
+                    "and needs one address to connect to; use ip, or give the "
+                    "subnet a real server of its own",
+                )
+        if tcp and server.healthCheck and not self._namesOneHost(server):
+            self.error(
+                server.whereSet("health-check"),
+                f"{description}: health-check needs a real server naming one host "
+                "(ip, an address of one host, or an fqdn address): a subnet, a "
+                "group or a domain alone has no one host to check",
+            )
+
+    def _namesOneHost(self, server: RealServer) -> bool:
+        if server.addrType == "ip":
+            if server.ip != ipaddress.IPv4Address(0):
+                return True
+            assert server.address is not None
+            # A dangling name is reported on its own.
+            return not self._known(server.address) or self.config.singleAddress(server.address) is not None
+        return server.address is not None
+
+    def _known(self, name: str) -> bool:
+        return name in self.config.addresses or name in self.config.addressGroups
 
     def _fqdnMembers(self, name: str) -> list[str]:
         try:

@@ -774,8 +774,12 @@ class RealServer(ConfigObject):
         "domain",
         HostName(wildcard=True),
         when=_SERVICE_TCP,
-        help="Wildcard domain of the servers a tunnel may reach "
-        "(tcp-forwarding).",
+        help="Destination names a tunnel may ask for (tcp-forwarding): the "
+        "name itself, or every name under it for *.suffix.  Alone (addr-type "
+        "fqdn) the gateway resolves the name and connects to its address; "
+        "with ip, or an address naming one host, this server is a member of "
+        "the pool for those names (the api-gateway's ldb-method, status and "
+        "health checks choose the member).",
     )
     port: int = option(
         "port",
@@ -831,7 +835,10 @@ class RealServer(ConfigObject):
         "health-check",
         Flag(),
         default=False,
-        help="Check the server's health and skip it while it is down.",
+        help="Check the server's health and skip it while it is down (a "
+        "tunnel that names it is refused at once while it is down).  Needs a "
+        "server naming one host: ip, an address of one host, or an fqdn "
+        "address.",
     )
     healthCheckProto: str = option(
         "health-check-proto",
@@ -841,7 +848,7 @@ class RealServer(ConfigObject):
         help="How the health check probes the server: ping (ICMP echo; "
         "needs unprivileged ICMP sockets or the raw-socket privilege, "
         "refused where this machine has neither), tcp-connect (a TCP "
-        "connection) or http (a GET answered with a status of "
+        "connection to port) or http (a GET answered with a status of "
         "health-check-http-status).",
     )
     holddownInterval: bool = option(
@@ -990,7 +997,8 @@ class ApiGateway(ConfigObject):
         ),
         default="static",
         help="How a real server is chosen: static (by source address), "
-        "round-robin, weighted, first-alive or http-host.",
+        "round-robin, weighted, first-alive or http-host (http and https "
+        "only: a tunnel has no Host).",
     )
     persistence: str = option(
         "persistence",
@@ -2154,6 +2162,22 @@ class Config:
         from ztnagw.config.addresses import addressSet
 
         return addressSet(self, names)
+
+    def singleAddress(self, name: str) -> ipaddress.IPv4Address | None:
+        """
+        The one host firewall address C{name} stands for (a /32 subnet or a
+        range of one address), or C{None} when it stands for several, is
+        an fqdn address or a group, or does not exist.  A real server
+        given by such an address is one host a pool can send to.
+        """
+        address = self.addresses.get(name)
+        if address is None:
+            return None
+        if address.type == "ipmask" and address.subnet.prefixlen == 32:
+            return address.subnet.network_address
+        if address.type == "iprange" and address.startIp is not None and address.startIp == address.endIp:
+            return address.startIp
+        return None
 
     def localCertificate(self, name: str) -> "CertificateMaterial":
         """
