@@ -174,6 +174,52 @@ end
         self.assertTrue(allowed.allowed)
         self.assertIn("EMS1_ZTNA_Linux", allowed.tagNames)
 
+    def test_tagsFollowTheRecord(self) -> None:
+        """
+        A device's tags are those of its current record: a tag assigned,
+        or a reported fact that a tagging rule matches, counts from the
+        next request of the same connection on, and is gone again when
+        the record loses it.
+        """
+        policies = """
+config firewall policy
+    edit 1
+        set srcintf "any"
+        set dstintf "any"
+        set srcaddr "all"
+        set dstaddr "vip"
+        set action accept
+        set schedule "always"
+        set ztna-ems-tag "EMS1_ZTNA_Linux"
+    next
+end
+"""
+        rules = """
+        config tagging-rule
+            edit "linux"
+                set tag "Linux"
+                config rules
+                    edit 1
+                        set type os
+                        set os linux
+                    next
+                end
+            next
+        end
+"""
+        h = Harness(policies, ems=rules)
+        context = h.context()
+        self.assertEqual(context.authorize(None).decision.error, errors.TAGS_MISSING)
+        h.index.put(record(osType="Linux"))
+        allowed = context.authorize(None)
+        self.assertTrue(allowed.allowed)
+        self.assertIn("EMS1_ZTNA_Linux", allowed.tagNames)
+        h.index.put(record(osType="Windows", tags=("audited",)))
+        again = context.authorize(None)
+        self.assertEqual(again.decision.error, errors.TAGS_MISSING)
+        self.assertIn("EMS1_ZTNA_audited", again.tagNames)
+        self.assertNotIn("EMS1_ZTNA_Linux", again.tagNames)
+
     def test_reauthorize(self) -> None:
         """
         L{AccessGate.reauthorize} decides the same facts again with the

@@ -159,7 +159,26 @@ class Authorization:
         """
         if self.verdict is None or not self.verdict.valid:
             return ()
-        return tuple(sorted(str(tag) for tag in self.facts.deviceTags))
+        return _tagNames(self.facts.deviceTags)
+
+
+#: Sorted tag names by tag set: a device's tags are the same frozenset
+#: object request after request (see L{AccessGate.deviceTags}), and the
+#: names are needed for every traffic line.  Emptied when full.
+_TAG_NAMES: dict[frozenset[EmsTag], tuple[str, ...]] = {}
+
+#: How many entries the per-process caches of this module hold at most.
+_CACHE_LIMIT = 4096
+
+
+def _tagNames(tags: frozenset[EmsTag]) -> tuple[str, ...]:
+    names = _TAG_NAMES.get(tags)
+    if names is None:
+        names = tuple(sorted(str(tag) for tag in tags))
+        if len(_TAG_NAMES) >= _CACHE_LIMIT:
+            _TAG_NAMES.clear()
+        _TAG_NAMES[tags] = names
+    return names
 
 
 #: What the client reads under each error, beyond the code's message, when
@@ -305,6 +324,12 @@ class AccessGate:
             clock, indexes, thresholds, self.reauthorize, self._reportEnded
         )
         self._nextSession = 0
+        # Per-request work that depends only on values that are replaced,
+        # never changed, when they change (records, the configuration):
+        # remembered by identity, emptied when full.
+        self._tags: dict[tuple[int, str], tuple[EndpointRecord, frozenset[EmsTag]]] = {}
+        self._interfaces: dict[ipaddress.IPv4Address | None, tuple[str | None, str | None]] = {}
+        self._sourceInterfaces: dict[str, tuple[str | None, str | None]] = {}
 
     def newSessionId(self) -> int:
         """
@@ -343,10 +368,20 @@ class AccessGate:
         presented = verdict.presented
         if presented is None or presented.emsId is None:
             return frozenset()
+        record = verdict.record
+        # Tags are a function of the record and the configuration only: a
+        # registry change replaces the record, which is then judged anew.
+        key = (presented.emsId, record.uid)
+        cached = self._tags.get(key)
+        if cached is not None and cached[0] is record:
+            return cached[1]
         ems = self.config.emsConnectors.get(presented.emsId)
         rules = ems.taggingRules if ems is not None else {}
-        record = verdict.record
-        return deviceTags(record, presented.emsId, ruleTags(rules, record))
+        tags = deviceTags(record, presented.emsId, ruleTags(rules, record))
+        if len(self._tags) >= _CACHE_LIMIT:
+            self._tags.clear()
+        self._tags[key] = (record, tags)
+        return tags
 
     def authorize(
         self,
@@ -431,12 +466,30 @@ class AccessGate:
         The configured interface whose subnet holds C{address}, and its
         role, for the log's C{dstintf}; C{(None, None)} when none does.
         """
-        if address is None:
-            return None, None
-        for interface in self.config.interfaces.values():
-            if interface.ip.ip != _ANY and address in interface.ip.network:
-                return interface.name, interface.role
-        return None, None
+        found = self._interfaces.get(address)
+        if found is not None:
+            return found
+        found = (None, None)
+        if address is not None:
+            for interface in self.config.interfaces.values():
+                if interface.ip.ip != _ANY and address in interface.ip.network:
+                    found = (interface.name, interface.role)
+                    break
+        if len(self._interfaces) >= _CACHE_LIMIT:
+            self._interfaces.clear()
+        self._interfaces[address] = found
+        return found
+
+    def _sourceInterface(self, vip: Vip) -> tuple[str | None, str | None]:
+        # The log's srcintf and srcintfrole: the VIP's extintf.
+        found = self._sourceInterfaces.get(vip.name)
+        if found is None:
+            srcIntf = vip.extintf if vip.extintf and vip.extintf != "any" else None
+            srcRole = None
+            if srcIntf is not None and srcIntf in self.config.interfaces:
+                srcRole = self.config.interfaces[srcIntf].role
+            found = self._sourceInterfaces[vip.name] = (srcIntf, srcRole)
+        return found
 
     def trafficEntry(
         self,
@@ -464,10 +517,7 @@ class AccessGate:
         filled that is known.
         """
         vip = context.vip
-        srcIntf = vip.extintf if vip.extintf and vip.extintf != "any" else None
-        srcRole = None
-        if srcIntf is not None and srcIntf in self.config.interfaces:
-            srcRole = self.config.interfaces[srcIntf].role
+        srcIntf, srcRole = self._sourceInterface(vip)
         dstIntf, dstRole = self.interfaceFor(dstIp)
         presented = context.handshake.presented
         policy = authorization.decision.policy if authorization is not None else None
