@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import time
 
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from tests.support.daemon import Daemon, binary, environment
+from tests.support.daemon import Daemon, binary, environment, freePort
 from ztnagw.tap import Options
 
 _GOOD = """
@@ -141,3 +142,25 @@ class DaemonTests(TestCase):
         for name in ("ems1/ca.crt", "ems1/ca.key", "ems1/registry.sqlite", "gateway.crt", "gateway.key"):
             self.assertTrue(os.path.exists(os.path.join(state, name)), name)
         self.assertEqual(os.stat(os.path.join(state, "ems1/ca.key")).st_mode & 0o777, 0o600)
+
+    def test_refusesAddressInUse(self) -> None:
+        """
+        A VIP whose address is taken stops the daemon at start with status
+        1 and one line that names the VIP and the address, not a
+        traceback; with worker processes too (the supervisor binds).
+        """
+        taken = socket.socket()
+        self.addCleanup(taken.close)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        for workers in (1, 2):
+            text = _GOOD.replace("set extport 11443", f"set extport {port}").replace(
+                "set https-port 18013", f"set https-port {freePort()}"
+            ).replace('    set state-dir "state"\n', f'    set state-dir "state"\n    set workers {workers}\n')
+            result = self.runDaemon(self.writeConfig(text))
+            output = result.stdout + result.stderr
+            self.assertEqual(result.returncode, 1, output)
+            self.assertIn(f"cannot listen on 127.0.0.1:{port}", output)
+            self.assertIn("Address already in use", output)
+            self.assertNotIn("Traceback", output)

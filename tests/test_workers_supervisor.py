@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from twisted.internet.error import ProcessDone, ProcessExitedAlready, ProcessTerminated
 from twisted.internet.protocol import ProcessProtocol
 from twisted.internet.testing import MemoryReactorClock
-from twisted.logger import LogLevel, eventAsJSON, formatEventAsClassicLogText
+from twisted.logger import LogLevel, eventAsJSON, formatEvent, formatEventAsClassicLogText, globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface import implementer
@@ -895,7 +895,8 @@ class GatewaySupervisorTests(TestCase):
 
     def test_bindFailure(self) -> None:
         """
-        An address that cannot be bound stops the start with the reason.
+        An address that cannot be bound stops the daemon (status 1) with the
+        reason logged.
         """
         from tests.test_workers import preparedGateway
 
@@ -906,5 +907,9 @@ class GatewaySupervisorTests(TestCase):
         other.listen(1)
         sockets = WorkerSockets([ListenAddress("127.0.0.1", other.getsockname()[1], "VIP A")], 2)
         service = GatewaySupervisor(prepared, MemoryReactorClock(), 2, sockets=sockets, launcher=FakeLauncher())
-        self.assertRaises(OSError, service.privilegedStartService)
-        self.flushLoggedErrors()
+        events: list[dict] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        error = self.assertRaises(SystemExit, service.privilegedStartService)
+        self.assertEqual(error.code, 1)
+        self.assertIn("VIP A cannot listen on", " ".join(formatEvent(e) for e in events))

@@ -15,10 +15,12 @@ bound (L{ztnagw.supervisor}), and tags its log lines with its worker id.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, Mapping
 
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, fail, gatherResults
+from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 
 from ztnagw.control import ControlService
@@ -37,6 +39,22 @@ from ztnagw.tls.server import DeviceCertificateVerifier
 from ztnagw.workers import WorkerLogDestination
 
 _log = Logger()
+
+
+@contextmanager
+def stopForListenError() -> Iterator[None]:
+    """
+    Turn an address that cannot be listened on (taken, not on this host,
+    below 1024 without the privilege) into a clean stop of the daemon:
+    status 1 and one line with the reason, instead of a traceback out of
+    twistd.  Nothing can be served half-listening, and the operator's fix
+    (another port, stopping the other program) is in the message.
+    """
+    try:
+        yield
+    except CannotListenError as e:
+        _log.critical("ztnagw cannot start: {error}", error=e)
+        raise SystemExit(1) from None
 
 
 class RegistryService(Service):
@@ -241,10 +259,23 @@ class GatewayService(MultiService):
         loading = gatherResults([service.whenLoaded() for service in services])
         return loading.addCallback(lambda _: None)
 
+    def privilegedStartService(self) -> None:
+        """
+        Listen on every address (before twistd drops privileges).  An
+        address that cannot be listened on stops the daemon with the
+        reason (see L{stopForListenError}).
+        """
+        with stopForListenError():
+            MultiService.privilegedStartService(self)
+
     def startService(self) -> None:
         """
         Start every part, and say what runs.
         """
+        with stopForListenError():
+            self._startService()
+
+    def _startService(self) -> None:
         config = self.prepared.config
         _log.info(
             "ztnagw {hostname} starting with {path}: {vips} VIP(s), "

@@ -801,8 +801,9 @@ class GatewaySupervisor(MultiService):
         try:
             self.sockets.bind()
         except OSError as e:
-            _log.critical("{error}", error=e.strerror or e)
-            raise
+            # A clean stop with the reason, not a traceback out of twistd.
+            _log.critical("ztnagw cannot start: {error}", error=e.strerror or e)
+            raise SystemExit(1) from None
         for address, port in zip(self.sockets.addresses, self.sockets.ports()):
             _log.info(
                 "{what} listening on {host}:{port} ({workers} workers)",
