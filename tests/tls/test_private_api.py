@@ -22,8 +22,10 @@ from twisted.internet.protocol import Factory
 from twisted.internet.task import Clock
 from twisted.protocols import tls
 from twisted.protocols.tls import TLSMemoryBIOProtocol
+from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import providedBy
 
 from tests.tls.loopback import GATEWAY, Recorder, serverCertificate, verifier
 from ztnagw.tls import transport
@@ -92,8 +94,10 @@ class TwistedShapeTests(SynchronousTestCase):
         Every name in L{PRIVATE_NAMES} resolves on what the transport uses
         it on (instances where the name is an instance attribute).
         """
+        connected = self.connected()
         owners: dict[str, object] = {
-            "twisted.protocols.tls.TLSMemoryBIOProtocol": self.connected(),
+            "twisted.protocols.tls.TLSMemoryBIOProtocol": connected,
+            "twisted.protocols.tls.TLSMemoryBIOFactory": connected.factory,
             "twisted.protocols.tls": tls,
             "OpenSSL.SSL.Connection": SSL.Connection(SSL.Context(SSL.TLS_METHOD), None),
             "OpenSSL._util": importlib.import_module("OpenSSL._util"),
@@ -123,6 +127,37 @@ class TwistedShapeTests(SynchronousTestCase):
         protocol = self.connected()
         self.assertIsInstance(protocol._tlsConnection, SSL.Connection)
         self.assertEqual(protocol._appSendBuffer, [])
+
+    def test_makeConnectionShape(self) -> None:
+        """
+        The stock C{makeConnection} that L{transport.TLSProtocol} copies
+        creates the OpenSSL connection through the factory's
+        C{_creatorCallable}, connects the application only when
+        C{_connectWrapped} says so (through C{ProtocolWrapper}, which
+        declares the transport's interfaces, connects and registers), and
+        starts the handshake; the copy declares the same interfaces.
+        """
+        source = inspect.getsource(TLSMemoryBIOProtocol.makeConnection)
+        self.assertIn("self.factory._creatorCallable(self)", source)
+        self.assertIn("if self._connectWrapped:", source)
+        self.assertIn("self._checkHandshakeStatus()", source)
+        wrapper = inspect.getsource(tls.ProtocolWrapper.makeConnection)
+        for line in [
+            "directlyProvides(self, providedBy(transport))",
+            "Protocol.makeConnection(self, transport)",
+            "self.factory.registerProtocol(self)",
+            "self.wrappedProtocol.makeConnection(self)",
+        ]:
+            self.assertIn(line, wrapper)
+        creator = ServerConnectionCreator(serverCertificate(GATEWAY), verifier())
+        ours = TLSFactory(creator, False, Factory.forProtocol(Recorder), Clock()).buildProtocol(None)
+        stock = tls.TLSMemoryBIOFactory(creator, False, Factory.forProtocol(Recorder), Clock()).buildProtocol(None)
+        ours.makeConnection(StringTransport())
+        stock.makeConnection(StringTransport())
+        self.assertEqual(set(providedBy(ours)), set(providedBy(stock)) | {IHalfCloseableProtocol})
+        self.assertIs(ours.wrappedProtocol.transport, ours)
+        self.assertIsInstance(ours._tlsConnection, SSL.Connection)
+        self.assertIn(ours, ours.factory.protocols)
 
     def test_methodSignatures(self) -> None:
         """
