@@ -412,12 +412,13 @@ class RefusedTests(TunnelTestCase):
 
     def test_dns(self) -> None:
         """
-        A name that does not resolve: 023.
+        A name that does not resolve: 023, logged with action C{dns} (as
+        for a proxied request) and as blocked traffic.
         """
         self.ask(b"address=nowhere.corp.example&port=22")
         self.assertEqual(self.refusal(), (502, b"023"))
         log = self.lastLog()
-        self.assertEqual((log["action"], log["ztnaerror"]), ("deny", "023"))
+        self.assertEqual((log["action"], log["ztnaerror"]), ("dns", "023"))
 
     def test_notRealServer(self) -> None:
         """

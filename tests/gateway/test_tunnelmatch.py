@@ -169,7 +169,9 @@ class KindTests(SynchronousTestCase):
 
     def test_disabled(self) -> None:
         """
-        A disabled real server admits nothing; a standby one is a
+        A disabled real server admits nothing: an enabled one that admits
+        the destination is preferred, even after it; when none does, the
+        route names the disabled one (for the refusal).  A standby one is a
         destination like an active one.
         """
         dests = destinations(
@@ -177,10 +179,14 @@ class KindTests(SynchronousTestCase):
                 1,
                 server(ip=IP("10.0.0.1"), port=22, status="disable"),
                 server(id=2, ip=IP("10.0.0.2"), port=22, status="standby"),
+                server(id=3, ip=IP("10.0.0.2"), port=22, status="disable"),
+                server(id=4, address="one", port=22, status="disable"),
+                server(id=5, address="lab", port=22),
             )
         )
-        self.assertIsNone(routeOf(dests, "10.0.0.1", 22))
-        self.assertIsNotNone(routeOf(dests, "10.0.0.2", 22))
+        self.assertEqual(routeOf(dests, "10.0.0.1", 22).realServer.status, "disable")  # type: ignore[attr-defined]
+        self.assertEqual(routeOf(dests, "10.0.0.2", 22).realServer.id, 2)  # type: ignore[attr-defined]
+        self.assertEqual(routeOf(dests, "10.1.0.1", 22).realServer.id, 5)  # type: ignore[attr-defined]
 
     def test_otherServices(self) -> None:
         """
@@ -219,7 +225,7 @@ _SERVER_IPS = [IP(f"10.9.0.{i}") for i in range(1, 6)]
 _NAMES = ["a.corp.example", "b.corp.example", "x.other.example"]
 _PORTS = st.lists(st.integers(20, 25), min_size=1, max_size=3, unique=True)
 _SPECS = st.tuples(
-    st.sampled_from(["ip", "lab", "fqdn", "domain", "exact"]),
+    st.sampled_from(["ip", "lab", "fqdn", "domain", "exact", "pooled", "pooled-exact"]),
     st.sampled_from(_SERVER_IPS),
     _PORTS,
     st.booleans(),
@@ -238,8 +244,12 @@ def _build(spec: tuple[str, IP, list[int], bool], id: int) -> RealServer:
         options.update(addrType="fqdn", address="db-name")
     elif kind == "domain":
         options.update(addrType="fqdn", domain="*.corp.example")
-    else:
+    elif kind == "exact":
         options.update(addrType="fqdn", domain="a.corp.example")
+    elif kind == "pooled":
+        options.update(ip=ip, domain="*.corp.example")
+    else:
+        options.update(ip=ip, domain="a.corp.example")
     return RealServer(**options)
 
 
@@ -247,10 +257,11 @@ def _admits(
     spec: tuple[str, IP, list[int], bool], host: str, address: IP, port: int, answers: dict[str, list[IP]]
 ) -> bool:
     kind, ip, ports, enabled = spec
-    if not enabled or port not in ports:
+    if port not in ports:
         return False
     isName = host in _NAMES
-    if kind == "ip":
+    if kind in ("ip", "pooled", "pooled-exact"):
+        # A pooled server is a destination named directly by its address.
         return address == ip
     if kind == "lab":
         return address in ipaddress.IPv4Network("10.1.0.0/24")
@@ -296,9 +307,10 @@ class PropertyTests(SynchronousTestCase):
         addresses = [IP(host)] if host not in _NAMES else answers.get(host, [])
         for address in addresses:
             route = dests.route(target, address, answers)
-            expected = [
-                i + 1 for i, spec in enumerate(specs) if _admits(spec, host, address, port, answers)
+            admitting = [
+                (i + 1, spec[3]) for i, spec in enumerate(specs) if _admits(spec, host, address, port, answers)
             ]
+            expected = [i for i, enabled in admitting if enabled] + [i for i, enabled in admitting if not enabled]
             if not expected:
                 self.assertIsNone(route)
             else:
@@ -307,3 +319,47 @@ class PropertyTests(SynchronousTestCase):
                 self.assertEqual((route.address, route.port), (address, port))
         candidates = dests.candidates(target, answers)
         self.assertEqual(sorted(candidates), sorted(addresses))
+
+    @given(
+        st.lists(_SPECS, max_size=6),
+        st.lists(_SPECS, max_size=4),
+        st.sampled_from(_NAMES + [str(ip) for ip in _SERVER_IPS]),
+        st.integers(20, 25),
+    )
+    def test_pool(
+        self,
+        first: list[tuple[str, IP, list[int], bool]],
+        second: list[tuple[str, IP, list[int], bool]],
+        host: str,
+        port: int,
+    ) -> None:
+        """
+        L{TunnelDestinations.pool} is, for a name, the pooled servers (a
+        domain and an address) that admit the name and port, enabled or
+        not, of the first api-gateway that has one; never a pool for an
+        address.
+        """
+        gateways = [
+            gateway(1, *[_build(spec, i + 1) for i, spec in enumerate(first)]),
+            gateway(2, *[_build(spec, i + 1) for i, spec in enumerate(second)]),
+        ]
+        dests = destinations(*gateways)
+        pool = dests.pool(TunnelTarget(host, port))
+
+        def members(specs: list[tuple[str, IP, list[int], bool]]) -> list[int]:
+            wanted = {"pooled": host.endswith(".corp.example"), "pooled-exact": host == "a.corp.example"}
+            return [
+                i + 1
+                for i, (kind, _, ports, _) in enumerate(specs)
+                if host in _NAMES and wanted.get(kind, False) and port in ports
+            ]
+
+        expected = [(1, members(first)), (2, members(second))]
+        expected = [(g, m) for g, m in expected if m]
+        if not expected:
+            self.assertIsNone(pool)
+        else:
+            assert pool is not None
+            self.assertEqual(
+                (pool.apiGatewayId, [r.id for r in pool.realServers]), expected[0]
+            )

@@ -603,6 +603,8 @@ def realServerStatus(members: Iterable[tuple[Member, str, str | None]], now: flo
                 "realServer": realServer.id,
                 "address": member.name,
                 "port": realServer.port,
+                # A tunnel pool member serves the names under its domain.
+                "domain": realServer.domain,
                 "status": realServer.status,
                 "weight": realServer.weight,
                 "healthCheck": realServer.healthCheckProto if checked else None,

@@ -12,6 +12,11 @@ C{addr-type fqdn} with C{address} naming an FQDN address, resolved when a
 request needs it (without blocking; failure is error 023).  None that may
 serve: error 022.
 
+The pools of tcp-forwarding api-gateways are made here too, by the same
+rule, so that their members are health-checked and shown like the others;
+the tunnel handler (L{ztnagw.gateway.tunnel}) chooses among them for a
+destination name, and checks the health of a real server named directly.
+
 Everything that can be prepared is prepared once, at start-up: the TLS
 client connection creator of each C{service https} real server (verified
 against the C{vpn certificate ca} anchors when C{verify-cert enable}, so a
@@ -106,17 +111,6 @@ class _Target:
         return self.fqdn if self.fqdn is not None else str(self.ip)
 
 
-def _singleAddress(config: Config, name: str) -> ipaddress.IPv4Address | None:
-    address = config.addresses.get(name)
-    if address is None:
-        return None
-    if address.type == "ipmask" and address.subnet.prefixlen == 32:
-        return address.subnet.network_address
-    if address.type == "iprange" and address.startIp is not None and address.startIp == address.endIp:
-        return address.startIp
-    return None
-
-
 def _hostPart(value: str) -> str:
     # http-host may carry a port; the certificate names the host.
     if value.startswith("["):
@@ -136,15 +130,18 @@ class RealServerRouter:
         resolver: IResolver,
         creators: ClientCreatorCache,
         caCertificates: Sequence[x509.Certificate],
+        services: Iterable[str] = ("https", "http", "tcp-forwarding"),
     ) -> None:
         """
         Prepare the pool of every api-gateway of C{config} (a
         tcp-forwarding one's members are its real servers that name one
-        host).
+        host: L{ztnagw.gateway.tunnelmatch} says which tunnels go to them).
 
         @param resolver: resolves FQDN real servers.
         @param creators: the process's TLS client creators.
         @param caCertificates: the anchors of every C{vpn certificate ca}.
+        @param services: the services of the api-gateways to prepare (the
+            others have no pool here).
         @raise RealServerConfigurationError: a real server cannot be used as
             configured.
         """
@@ -157,8 +154,11 @@ class RealServerRouter:
         self._config = config
         self._pools: dict[int, tuple[RealServerPool, ApiGateway]] = {}
         self._labels: list[tuple[Member, str, str | None]] = []
+        services = frozenset(services)
         for accessProxy in config.accessProxies.values():
             for apiGateway in accessProxy.apiGateways.values():
+                if apiGateway.service not in services:
+                    continue
                 tcp = apiGateway.service not in _DEFAULT_PORTS
                 members: list[Member] = []
                 for realServer in apiGateway.realServers.values():
@@ -193,7 +193,7 @@ class RealServerRouter:
             if realServer.ip != _ANY:
                 ip = realServer.ip
             elif realServer.address is not None:
-                ip = _singleAddress(config, realServer.address)
+                ip = config.singleAddress(realServer.address)
         elif realServer.address is not None:
             address = config.addresses.get(realServer.address)
             if address is not None and address.fqdn is not None:

@@ -157,7 +157,8 @@ class AccessProxyService(MultiService):
         @param resolver: resolves names (by default with the reactor's
             name resolver, cached).
         @param tunnelHandler: makes the tunnel handler from the reactor and
-            the resolver (by default the TCP forwarding access proxy's).
+            the resolver (by default the TCP forwarding access proxy's, with
+            the real-server router's pools).
         @param listen: how VIPs listen (tests, worker processes);
             L{listenTLS} by default.
         @raise StartupFailed: a real server or a VIP certificate cannot be
@@ -193,8 +194,11 @@ class AccessProxyService(MultiService):
         if tunnelHandler is None:
             from ztnagw.gateway.tunnel import TunnelHandler
 
-            tunnelHandler = TunnelHandler
-        self.tunnels = tunnelHandler(reactor, self.resolver)
+            # The tunnels choose among the router's members, whose health
+            # the health checks keep current.
+            self.tunnels: ITunnelHandler = TunnelHandler(reactor, self.resolver, self.router)
+        else:
+            self.tunnels = tunnelHandler(reactor, self.resolver)
         self.vips: dict[str, VipService] = {}
         self.limits: dict[str, ConnectionLimits] = {}
         for vip in config.vips.values():

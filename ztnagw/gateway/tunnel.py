@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.gateway.test_tunnel -*-
+# -*- test-case-name: tests.gateway.test_tunnel,tests.gateway.test_tunnel_pools -*-
 """
 The TCP forwarding access proxy (TFACP): the gateway's side of
 FortiClient's tunnels.
@@ -20,10 +20,23 @@ that fails gives the answer (C{docs/tfacp.md}):
   5. the policies, with the resolved address as destination (061, 062,
      064, 065);
   6. the real servers: the address and port must be one of them (022;
-     L{ztnagw.gateway.tunnelmatch}), and C{tls=0} is refused for a real
+     L{ztnagw.gateway.tunnelmatch}), enabled and not marked down by its
+     health check (022, at once), and C{tls=0} is refused for a real
      server with C{tunnel-encryption enable} (022);
   7. the connection to the real server, with the api-gateway's
      C{connect-timeout} (022 when it fails).
+
+A destination I{name} that a pooled real server admits (a C{domain} with
+one host to connect to; see L{ztnagw.gateway.tunnelmatch}) goes to a pool
+instead of steps 4 to 6: a member is chosen as for a proxied request
+(L{RealServerPool.choose<ztnagw.gateway.pool.RealServerPool.choose>}: the
+api-gateway's C{ldb-method} by the client's address, C{active} before
+C{standby}, members down by their health checks left out; none: 022), its
+address resolved if it is an fqdn one (023), then the policies see that
+address, then C{tls=0} and C{tunnel-encryption}.  When the connection to
+the member fails (or its name does not resolve), one other member is
+tried the same way (nothing has been relayed yet); when that is
+impossible or fails too, the first failure is the answer.
 
 Every refusal is the block page of its code instead of the C{101}.  When
 all pass, the gateway answers C{101 Switching Protocols} and relays
@@ -37,6 +50,12 @@ when it ends.
 The address the name resolved to is what the policy sees, what is matched
 against the real servers and what is connected to: the name is resolved
 once, so a second lookup cannot lead elsewhere.
+
+A tunnel lives until one side ends it, or the api-gateway's limits: no
+byte either way for C{idle-timeout} (none by default for tcp-forwarding:
+SSH and database sessions idle for hours) ends it with action C{timeout};
+C{max-lifetime} seconds in all (none by default, as for upgraded HTTP
+connections, L{ztnagw.gateway.upgrade}) end it with action C{close}.
 """
 
 from __future__ import annotations
@@ -47,7 +66,7 @@ from typing import Any, Iterable
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.error import ConnectionDone, ConnectionRefusedError, TimeoutError
-from twisted.internet.interfaces import IHalfCloseableProtocol
+from twisted.internet.interfaces import IDelayedCall, IHalfCloseableProtocol
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -55,19 +74,24 @@ from zope.interface import implementer
 
 from ztnagw import errors
 from ztnagw.blockpage import renderErrorPage
-from ztnagw.config.model import ApiGateway
+from ztnagw.config.model import ApiGateway, Config, RealServer
 from ztnagw.gateway.context import Authorization, RequestContext
 from ztnagw.gateway.interfaces import IResolver, ITunnelHandler
-from ztnagw.gateway.tunnelmatch import TunnelDestinations, TunnelRoute
+from ztnagw.gateway.pool import Member, RealServerPool
+from ztnagw.gateway.realservers import RealServerRouter
+from ztnagw.gateway.resolver import NameNotResolved
+from ztnagw.gateway.tunnelmatch import TunnelDestinations, TunnelPool, TunnelRoute
 from ztnagw.logs import (
     ACCEPT,
     CLIENT_RST,
     CLOSE,
+    DNS,
     IP_CONN,
     SERVER_RST,
     TIMEOUT,
     tunnelService,
 )
+from ztnagw.tls.client import ClientCreatorCache
 from ztnagw.tls.transport import TLSDropRefused, TLSProtocol
 from ztnagw.tunnel.relay import (
     CLIENT,
@@ -178,6 +202,13 @@ class _Linger(Protocol):
             self._timer.cancel()
 
 
+def _cancel(result: RelayResult, timer: IDelayedCall | None) -> RelayResult:
+    # A tunnel that ended stops its max-lifetime timer.
+    if timer is not None and timer.active():
+        timer.cancel()
+    return result
+
+
 @implementer(ITunnelHandler)
 class TunnelHandler:
     """
@@ -186,16 +217,25 @@ class TunnelHandler:
     @ivar tunnels: the tunnels relaying now.
     """
 
-    def __init__(self, reactor: Any, resolver: IResolver) -> None:
+    def __init__(
+        self, reactor: Any, resolver: IResolver, router: RealServerRouter | None = None
+    ) -> None:
         """
         @param reactor: an C{IReactorTCP} and C{IReactorTime} provider.
         @param resolver: resolves destination and real-server names without
             blocking.
+        @param router: the real-server pools of the gateway, whose members
+            the health checks keep current; without one (tests), the
+            handler makes pools of its own whose members are never checked
+            (always up).
         """
         self.reactor = reactor
         self.resolver = resolver
         self.tunnels: set[Relay] = set()
+        self._router = router
+        self._ownRouter: tuple[Config, RealServerRouter] | None = None
         self._destinations: dict[tuple[str, str | None], TunnelDestinations] = {}
+        self._pools: dict[tuple[int, tuple[int, ...]], RealServerPool] = {}
 
     def handleTunnelRequest(self, request: Any, context: RequestContext) -> None:
         """
@@ -225,6 +265,42 @@ class TunnelHandler:
             self._destinations[key] = destinations
         return apiGateways, destinations
 
+    def router(self, config: Config) -> RealServerRouter:
+        """
+        The real-server pools of C{config}'s tcp-forwarding api-gateways.
+        """
+        if self._router is not None:
+            return self._router
+        own = self._ownRouter
+        if own is None or own[0] is not config:
+            # Tunnels need no TLS client creators: nothing here can fail.
+            router = RealServerRouter(config, self.resolver, ClientCreatorCache(), (), services=("tcp-forwarding",))
+            own = self._ownRouter = (config, router)
+        return own[1]
+
+    def member(self, config: Config, apiGateway: ApiGateway, realServer: RealServer) -> Member | None:
+        """
+        The pool member of C{realServer} (its health), if it is one: a real
+        server naming one host.
+        """
+        pool = self.router(config).pool(apiGateway)
+        return None if pool is None else pool.member(realServer.id)
+
+    def poolFor(self, config: Config, apiGateway: ApiGateway, pool: TunnelPool) -> RealServerPool:
+        """
+        The pool of members for a destination name: the members of
+        C{apiGateway}'s pool that are among C{pool}'s real servers, in
+        configuration order, made once per set (so that round-robin and
+        weighted turns carry on from one tunnel to the next).
+        """
+        members = [self.member(config, apiGateway, realServer) for realServer in pool.realServers]
+        found = tuple(m for m in members if m is not None)
+        key = (id(apiGateway), tuple(m.id for m in found))
+        pooled = self._pools.get(key)
+        if pooled is None or pooled.apiGateway is not apiGateway:
+            pooled = self._pools[key] = RealServerPool(apiGateway, found)
+        return pooled
+
     def closeAll(self, reason: str) -> None:
         """
         End every tunnel now (the daemon is stopping).
@@ -248,6 +324,11 @@ class _TunnelRequest:
         self.userAgents: tuple[bytes, ...] = tuple(request.headers.getAll(b"user-agent"))
         self.clientGone = False
         self._connecting: Deferred[object] | None = None
+        self._pool: RealServerPool | None = None
+        self._poolServers: tuple[RealServer, ...] = ()
+        #: The member that failed first, and how (a retry answers with it
+        #: when it cannot do better).
+        self._firstFailure: tuple[Member, Any] | None = None
         request.response.notifyFinish().addErrback(self._clientLeft)
 
     # The steps.
@@ -298,6 +379,13 @@ class _TunnelRequest:
             self._deny(authorization.decision.error, authorization)  # type: ignore[arg-type]
             return
         self.destinations = destinations
+        pool = destinations.pool(target)
+        if pool is not None:
+            apiGateway = context.accessProxy.apiGateways[pool.apiGatewayId]  # type: ignore[union-attr]
+            self._pool = self.handler.poolFor(context.gate.config, apiGateway, pool)
+            self._poolServers = pool.realServers
+            self._tryMember()
+            return
         names = sorted(destinations.namesToResolve(target))
         lookups = [self._resolve(name) for name in names]
         gatherResults(lookups).addCallback(
@@ -327,6 +415,7 @@ class _TunnelRequest:
                 self._deny(
                     errors.DNS_FAILURE,
                     None,
+                    action=DNS,
                     logDetail=f"{target.host} has no IPv4 address",
                     detail=f"The name {target.host} could not be resolved.",
                 )
@@ -355,20 +444,153 @@ class _TunnelRequest:
                 dstPort=target.port,
             )
             return
-        if not target.encrypted and route.realServer.tunnelEncryption:
+        realServer = route.realServer
+        if realServer.status == "disable":
             self._deny(
                 errors.NO_REAL_SERVER,
                 authorization,
-                logDetail=f"real server {route.realServer.id} has tunnel-encryption "
-                "enable; the client asked for tls=0",
-                detail="This destination requires an encrypted tunnel: turn "
-                "encryption on for it (tls=1).",
+                logDetail=f"real server {realServer.id} ({route.address}:{route.port}) "
+                "is disabled (status disable)",
+                detail=f"The destination {target.hostPort()} is disabled on this gateway.",
                 **self._routeFields(route),
             )
             return
+        apiGateway = self.context.accessProxy.apiGateways[route.apiGatewayId]  # type: ignore[union-attr]
+        member = self.handler.member(self.context.gate.config, apiGateway, realServer)
+        if member is not None and not member.up:
+            # Its health check says it is down: refuse now rather than
+            # after a connect timeout.
+            self._deny(
+                errors.NO_REAL_SERVER,
+                authorization,
+                logDetail=f"real server {realServer.id} ({route.address}:{route.port}) "
+                f"is down by its health check: {member.health.detail}",
+                detail=f"The destination {target.hostPort()} is down (its health check fails).",
+                **self._routeFields(route),
+            )
+            return
+        if self._refusedUnencrypted(authorization, route):
+            return
         self._connect(authorization, route)
 
-    def _connect(self, authorization: Authorization, route: TunnelRoute) -> None:
+    def _refusedUnencrypted(self, authorization: Authorization, route: TunnelRoute) -> bool:
+        # tls=0 to a real server with tunnel-encryption enable: refused.
+        target = self.target
+        assert target is not None
+        if target.encrypted or not route.realServer.tunnelEncryption:
+            return False
+        self._deny(
+            errors.NO_REAL_SERVER,
+            authorization,
+            logDetail=f"real server {route.realServer.id} has tunnel-encryption "
+            "enable; the client asked for tls=0",
+            detail="This destination requires an encrypted tunnel: turn "
+            "encryption on for it (tls=1).",
+            **self._routeFields(route),
+        )
+        return True
+
+    # Pools.
+
+    def _tryMember(self) -> None:
+        """
+        Choose a member of the destination's pool (another one than the
+        one that failed, on a retry), resolve it, authorize its address,
+        connect.
+        """
+        pool = self._pool
+        assert pool is not None
+        failed = () if self._firstFailure is None else (self._firstFailure[0],)
+        member = pool.choose(sourceIp=self.context.sourceIp, exclude=failed)
+        if member is None:
+            if self._firstFailure is not None:
+                self._answerFirstFailure()
+                return
+            self._noMember(pool)
+            return
+        self.handler.router(self.context.gate.config).routeOf(member).addCallbacks(
+            lambda route: self._memberResolved(member, route.address),
+            lambda reason: self._memberFailed(member, reason),
+        ).addErrback(self._unexpected)
+
+    def _noMember(self, pool: RealServerPool) -> None:
+        target = self.target
+        assert target is not None
+        down = sum(1 for m in pool.members if not m.up)
+        disabled = sum(1 for r in self._poolServers if r.status == "disable")
+        counts = [f"{n} {what}" for n, what in ((down, "down by health check"), (disabled, "disabled")) if n]
+        why = f" ({', '.join(counts)})" if counts else ""
+        self._deny(
+            errors.NO_REAL_SERVER,
+            None,
+            logDetail=f"api-gateway {pool.apiGateway.id} has no usable real server "
+            f"for {target.hostPort()}{why}",
+            detail=f"No server for {target.hostPort()} is available now.",
+            apiGatewayId=pool.apiGateway.id,
+            dstPort=target.port,
+        )
+
+    def _memberResolved(self, member: Member, address: ipaddress.IPv4Address) -> None:
+        if self.clientGone:
+            return
+        target = self.target
+        assert target is not None
+        route = TunnelRoute(
+            apiGatewayId=member.apiGateway.id,
+            realServer=member.realServer,
+            address=address,
+            port=target.port,
+        )
+        authorization = self.context.authorize(self.virtualHost, self.userAgents, address)
+        if self._firstFailure is not None:
+            # A retry goes only where the first attempt could have gone.
+            if not authorization.allowed or (not target.encrypted and member.realServer.tunnelEncryption):
+                self._answerFirstFailure()
+                return
+        elif not authorization.allowed:
+            self._deny(authorization.decision.error, authorization, **self._routeFields(route))  # type: ignore[arg-type]
+            return
+        elif self._refusedUnencrypted(authorization, route):
+            return
+        self._connect(authorization, route, member)
+
+    def _memberFailed(self, member: Member, reason: Failure) -> None:
+        # The member's name did not resolve: like a failed connection, it
+        # may be retried on another member.
+        if self.clientGone:
+            return
+        reason.trap(NameNotResolved)
+        self._retryOrAnswer(member, (None, reason))
+
+    def _retryOrAnswer(self, member: Member, failure: Any) -> None:
+        if self._firstFailure is None:
+            self._firstFailure = (member, failure)
+            self._tryMember()
+        else:
+            self._answerFirstFailure()
+
+    def _answerFirstFailure(self) -> None:
+        assert self._firstFailure is not None
+        member, (attempt, reason) = self._firstFailure
+        if attempt is None:
+            target = self.target
+            assert target is not None
+            self._deny(
+                errors.DNS_FAILURE,
+                None,
+                action=DNS,
+                logDetail=f"real server {member.realServer.id} ({member.name}) of "
+                f"{target.hostPort()}: {reason.getErrorMessage()}",
+                detail=f"The server for {target.hostPort()} could not be resolved.",
+                apiGatewayId=member.apiGateway.id,
+                realServerId=member.realServer.id,
+                dstPort=target.port,
+            )
+            return
+        authorization, route, apiGateway = attempt
+        self._answerConnectFailure(authorization, route, apiGateway, reason)
+
+    def _connect(self, authorization: Authorization, route: TunnelRoute, member: Member | None = None) -> None:
         apiGateway = self.context.accessProxy.apiGateways[route.apiGatewayId]  # type: ignore[union-attr]
         server = RelayEnd(SERVER)
         endpoint = TCP4ClientEndpoint(
@@ -381,7 +603,7 @@ class _TunnelRequest:
         self._connecting = connecting
         connecting.addCallbacks(
             lambda _: self._connected(authorization, route, apiGateway, server),
-            lambda reason: self._connectFailed(authorization, route, apiGateway, reason),
+            lambda reason: self._connectFailed(authorization, route, apiGateway, reason, member),
         ).addErrback(self._unexpected)
 
     def _connectFailed(
@@ -390,10 +612,24 @@ class _TunnelRequest:
         route: TunnelRoute,
         apiGateway: ApiGateway,
         reason: Failure,
+        member: Member | None,
     ) -> None:
         self._connecting = None
         if self.clientGone:
             return
+        if member is not None:
+            # Nothing was relayed yet: another member may take it.
+            self._retryOrAnswer(member, ((authorization, route, apiGateway), reason))
+            return
+        self._answerConnectFailure(authorization, route, apiGateway, reason)
+
+    def _answerConnectFailure(
+        self,
+        authorization: Authorization,
+        route: TunnelRoute,
+        apiGateway: ApiGateway,
+        reason: Failure,
+    ) -> None:
         if reason.check(TimeoutError):
             why = f"did not answer within {apiGateway.connectTimeout} s"
         elif reason.check(ConnectionRefusedError):
@@ -448,6 +684,14 @@ class _TunnelRequest:
         relay = Relay(self.handler.reactor, client, server, idleTimeout=idleTimeout)
         self.handler.tunnels.add(relay)
         relay.start()
+        lifetime: IDelayedCall | None = None
+        if apiGateway.maxLifetime > 0:
+            lifetime = self.handler.reactor.callLater(
+                apiGateway.maxLifetime,
+                relay.close,
+                f"open for {apiGateway.maxLifetime} s (max-lifetime)",
+            )
+        relay.whenDone().addCallback(_cancel, lifetime)
         session = self.context.openSession(
             authorization,
             lambda denial: relay.close(
