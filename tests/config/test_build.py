@@ -973,7 +973,9 @@ class ErrorTests(SynchronousTestCase):
     def test_tunnelHealthCheck(self) -> None:
         """
         A health check needs one host to check: on a tcp-forwarding real
-        server given by a subnet or by a domain alone it is refused.
+        server given by a subnet or by a domain alone it is refused; one
+        that would probe a port outside the server's C{mappedport} is
+        warned about.
         """
         tcp = MINIMAL.replace(
             "edit 1\n                config realservers",
@@ -1002,7 +1004,20 @@ class ErrorTests(SynchronousTestCase):
                 "set health-check enable",
                 message,
             )
-        loadParts(self, tcp.replace("set ip 10.0.0.1", "set ip 10.0.0.1" + check))
+        config = loadParts(self, tcp.replace("set ip 10.0.0.1", "set ip 10.0.0.1" + check))
+        self.assertEqual(config.warnings, ())
+        mapped = "set ip 10.0.0.1\n                        set mappedport 5432 6379" + check
+        config = loadParts(self, tcp.replace("set ip 10.0.0.1", mapped))
+        self.assertEqual(
+            [w.message for w in config.warnings],
+            [
+                'firewall access-proxy "proxy" api-gateway 1 realservers 1: its '
+                "health checks probe port 443, which is not one of its mappedport "
+                "(set port to one the server listens on)"
+            ],
+        )
+        config = loadParts(self, tcp.replace("set ip 10.0.0.1", mapped + "\n                        set port 6379"))
+        self.assertEqual(config.warnings, ())
 
     def test_tunnelHttpHost(self) -> None:
         """

@@ -140,6 +140,53 @@ class KindTests(SynchronousTestCase):
         self.assertIsNone(routeOf(dests, "10.4.0.1", 22, answers))
         self.assertIsNone(routeOf(dests, "git.corp.example", 22, {}))
 
+    def test_pooled(self) -> None:
+        """
+        A C{domain} with one host (C{ip}, an address of one host, an fqdn
+        address) makes a pooled server: a name under the domain goes to the
+        pool of those servers (never resolved, never an address-based
+        route); the server's own address named directly is an ordinary
+        route to it.
+        """
+        dests = destinations(
+            gateway(
+                1,
+                server(ip=IP("10.5.0.1"), domain="*.svc.example", port=7000),
+                server(id=2, address="one", domain="api.svc.example", port=7000),
+                server(id=3, addrType="fqdn", address="db-name", domain="*.svc.example", port=7000),
+                server(id=4, addrType="fqdn", domain="*.svc.example", port=7000),
+            )
+        )
+        pool = dests.pool(TunnelTarget("api.svc.example", 7000))
+        assert pool is not None
+        self.assertEqual((pool.apiGatewayId, [r.id for r in pool.realServers]), (1, [1, 2, 3]))
+        pool = dests.pool(TunnelTarget("web.svc.example", 7000))
+        assert pool is not None
+        self.assertEqual([r.id for r in pool.realServers], [1, 3])
+        self.assertIsNone(dests.pool(TunnelTarget("web.svc.example", 7001)))
+        self.assertIsNone(dests.pool(TunnelTarget("10.5.0.1", 7000)))
+        self.assertEqual(routeOf(dests, "10.5.0.1", 7000).realServer.id, 1)  # type: ignore[attr-defined]
+        self.assertEqual(routeOf(dests, "10.1.0.1", 7000).realServer.id, 2)  # type: ignore[attr-defined]
+        self.assertEqual([s.pooled for s in dests.servers], [True, True, True, False])
+
+    def test_poolFirstGateway(self) -> None:
+        """
+        Of several api-gateways with pooled servers for a name, the first
+        in configuration order has the pool, even when a domain-only server
+        of an earlier api-gateway admits the name too.
+        """
+        dests = destinations(
+            gateway(1, server(addrType="fqdn", domain="*.svc.example", port=7000)),
+            gateway(2, server(ip=IP("10.5.0.2"), domain="a.svc.example", port=7000)),
+            gateway(3, server(ip=IP("10.5.0.3"), domain="*.svc.example", port=7000)),
+        )
+        pool = dests.pool(TunnelTarget("a.svc.example", 7000))
+        assert pool is not None
+        self.assertEqual(pool.apiGatewayId, 2)
+        pool = dests.pool(TunnelTarget("b.svc.example", 7000))
+        assert pool is not None
+        self.assertEqual(pool.apiGatewayId, 3)
+
     def test_nameToIp(self) -> None:
         """
         A name is as good as the address it resolves to, and no better.

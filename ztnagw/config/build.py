@@ -841,6 +841,18 @@ class _Checker:
                     "and needs one address to connect to; use ip, or give the "
                     "subnet a real server of its own",
                 )
+        if (
+            tcp
+            and server.healthCheck
+            and server.mappedport
+            and not any(server.port in ports for ports in server.mappedport)
+        ):
+            self.warning(
+                server.whereSet("health-check"),
+                f"{description}: its health checks probe port {server.port}, "
+                "which is not one of its mappedport (set port to one the server "
+                "listens on)",
+            )
         if tcp and server.healthCheck and not self._namesOneHost(server):
             self.error(
                 server.whereSet("health-check"),
