@@ -28,7 +28,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import providedBy
 
 from tests.tls.loopback import GATEWAY, Recorder, serverCertificate, verifier
-from ztnagw.tls import transport
+from ztnagw.tls import posture, transport
 from ztnagw.tls.server import ServerConnectionCreator
 from ztnagw.tls.transport import PRIVATE_NAMES, TLSFactory, _drainBIO
 
@@ -52,6 +52,9 @@ METHOD_SOURCES = {
     "registerProducer": "15968aeddd276cf2",
     "unregisterProducer": "678e56aca31507a7",
     "makeConnection": "c83b193e6cb07f9f",
+    "_write": "b795cc8e83620d7d",
+    "_flushSendBIO": "c034168e4f0faf2c",
+    "_bufferedWrite": "88a1032b1e8fa054",
 }
 
 
@@ -243,6 +246,19 @@ class PyOpenSSLShapeTests(SynchronousTestCase):
     """
     The pyOpenSSL internals the transport uses.
     """
+
+    def test_partialWriteMode(self) -> None:
+        """
+        L{posture.MODE_ENABLE_PARTIAL_WRITE} is OpenSSL's flag (which
+        pyOpenSSL sets on every new context), and ztnagw's contexts have it
+        off, as L{transport.TLSProtocol._write} relies on.
+        """
+        from OpenSSL._util import lib
+
+        self.assertEqual(posture.MODE_ENABLE_PARTIAL_WRITE, lib.SSL_MODE_ENABLE_PARTIAL_WRITE)
+        stock = SSL.Context(SSL.TLS_METHOD)
+        self.assertTrue(stock.set_mode(0) & posture.MODE_ENABLE_PARTIAL_WRITE)
+        self.assertFalse(posture.hardenedContext().set_mode(0) & posture.MODE_ENABLE_PARTIAL_WRITE)
 
     def test_readBIO(self) -> None:
         """

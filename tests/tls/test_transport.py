@@ -673,6 +673,39 @@ class MemoryTransportTests(SynchronousTestCase):
         self.assertEqual(pair.client.received, b"response")
         pair.client.lost.trap(ConnectionDone)
 
+    def test_largeWritesInOrder(self) -> None:
+        """
+        A large write skips the small-write buffer but not what it holds:
+        bytes arrive in the order they were written, also across writes
+        larger than several TLS records and larger than one C{SSL_write}
+        takes.
+        """
+        clock = Clock()
+        pair = self.pair(clock)
+        pieces = [b"a" * 10, bytes(range(256)) * 300, b"b", b"c" * 20000, b"d" * (2**18 + 2**17 + 5)]
+        for piece in pieces:
+            pair.serverTLS.write(piece)
+        clock.advance(0)
+        pair.pump.flush()
+        self.assertEqual(pair.client.received, b"".join(pieces))
+
+    def test_largeWriteOneTransportWrite(self) -> None:
+        """
+        The records of one large write reach TCP together, in one write,
+        not one write per 16 KiB record.
+        """
+        clock = Clock()
+        pair = self.pair(clock)
+        tcp = pair.serverTLS.transport
+        writes: list[bytes] = []
+        original = tcp.write
+        self.patch(tcp, "write", lambda data: (writes.append(data), original(data)))
+        pair.serverTLS.write(b"x" * 65536)
+        self.assertEqual(len(writes), 1)
+        self.assertGreater(len(writes[0]), 65536)
+        pair.pump.flush()
+        self.assertEqual(pair.client.received, b"x" * 65536)
+
     def test_writeRawBeforeHandshake(self) -> None:
         """
         Raw bytes cannot be sent behind TLS data that is still waiting for

@@ -101,6 +101,10 @@ TLS13_CIPHERSUITES = (
 #: context.  Both costs are documented in C{docs/tls.md}.
 LEGACY_CIPHERS = AEAD_CIPHERS + ":ECDHE+AES+SHA1:@SECLEVEL=0"
 
+#: OpenSSL's C{SSL_MODE_ENABLE_PARTIAL_WRITE} (C{ssl.h}), which pyOpenSSL
+#: sets on every context but exports no name for.
+MODE_ENABLE_PARTIAL_WRITE = 0x1
+
 #: The only application protocol we speak over TLS: HTTP/2 has no Upgrade
 #: and would break the tunnel and the per-request certificate lookup.
 ALPN_HTTP11 = b"http/1.1"
@@ -149,6 +153,11 @@ def hardenedContext(
     context.set_max_proto_version(_OPENSSL_VERSIONS[maximum])
     context.set_options(SSL.OP_NO_RENEGOTIATION | SSL.OP_NO_COMPRESSION)
     context.set_mode(SSL.MODE_RELEASE_BUFFERS)
+    # pyOpenSSL turns partial writes on: SSL_write would then return after
+    # each 16 KiB record.  Our transports write into memory BIOs, which
+    # never refuse bytes, so a whole buffer is encrypted in one call
+    # (ztnagw.tls.transport.TLSProtocol._write).
+    context.clear_mode(MODE_ENABLE_PARTIAL_WRITE)
     ciphers = LEGACY_CIPHERS if minimum.legacy else AEAD_CIPHERS
     context.set_cipher_list(ciphers.encode("ascii"))
     context.set_tls13_ciphersuites(TLS13_CIPHERSUITES.encode("ascii"))

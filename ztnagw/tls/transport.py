@@ -88,6 +88,8 @@ PRIVATE_NAMES: dict[str, tuple[str, ...]] = {
         "_appSendBuffer",
         "_producer",
         "_connectWrapped",
+        "_write",
+        "_bufferedWrite",
     ),
     "twisted.protocols.tls.TLSMemoryBIOFactory": ("_creatorCallable",),
     "twisted.protocols.tls": ("_AggregateSmallWrites",),
@@ -103,6 +105,15 @@ CLOSE_TIMEOUT = 15.0
 #: How many raw bytes to accept while TLS is frozen before pausing the TCP
 #: transport again (its owner may have resumed it).
 _FROZEN_LIMIT = 2**20
+
+#: Writes at least this long skip the small-write aggregator.
+_DIRECT_WRITE = 2**14
+
+#: The most plaintext handed to OpenSSL in one SSL_write.
+_WRITE_CHUNK = 2**18
+
+#: How much TLS output is read from OpenSSL's memory BIO at once.
+_READ_CHUNK = 2**17
 
 
 class TLSDropRefused(Exception):
@@ -227,9 +238,16 @@ class TLSProtocol(TLSMemoryBIOProtocol):
         """
         if self._writeClosed or self._dropped:
             return
-        if self._aggregator is not None:
-            self._aggregator.write(data)
+        aggregator = self._aggregator
+        if aggregator is None:
+            TLSMemoryBIOProtocol.write(self, data)
+        elif len(data) < _DIRECT_WRITE:
+            aggregator.write(data)
         else:
+            # A large write gains nothing from waiting for the end of the
+            # reactor turn, and the aggregator would copy it twice: what
+            # it holds goes first, then this, in order.
+            aggregator.flush()
             TLSMemoryBIOProtocol.write(self, data)
 
     def writeSequence(self, iovec: Iterable[bytes]) -> None:
@@ -240,6 +258,49 @@ class TLSProtocol(TLSMemoryBIOProtocol):
 
     def _writeNow(self, data: bytes) -> None:
         TLSMemoryBIOProtocol.write(self, data)
+
+    def _write(self, bytes: bytes) -> None:
+        # TLSMemoryBIOProtocol._write (Twisted 26.10) with the records of
+        # one write encrypted together and sent in one transport write:
+        # Twisted hands OpenSSL 16 KiB at a time and moves the output to
+        # the transport after each piece (three Python calls per record).
+        # Our contexts write whole buffers (no partial writes: see
+        # ztnagw.tls.posture), so one SSL_write takes a whole chunk.
+        if self._lostTLSConnection:
+            return
+        connection = self._tlsConnection
+        view = memoryview(bytes)
+        total = len(view)
+        alreadySent = 0
+        while alreadySent < total:
+            try:
+                sent = connection.send(view[alreadySent : alreadySent + _WRITE_CHUNK])
+            except WantReadError:
+                self._flushSendBIO()
+                self._bufferedWrite(view[alreadySent:].tobytes())
+                return
+            except Error:
+                self._flushSendBIO()
+                # As Twisted does: the application learns the error from
+                # connectionLost.
+                self._tlsShutdownFinished(Failure())
+                return
+            alreadySent += sent
+        self._flushSendBIO()
+
+    def _flushSendBIO(self) -> None:
+        # TLSMemoryBIOProtocol._flushSendBIO (Twisted 26.10) moves at most
+        # 32 KiB per call; everything OpenSSL produced goes out here, in one
+        # transport write.
+        connection = self._tlsConnection
+        chunks = []
+        while True:
+            try:
+                chunks.append(connection.bio_read(_READ_CHUNK))
+            except WantReadError:
+                break
+        if chunks:
+            self.transport.write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
 
     def _flushWrites(self) -> None:
         if self._aggregator is not None:
