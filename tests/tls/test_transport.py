@@ -601,6 +601,42 @@ class FrozenEndTests(RealSocketMixin, TestCase):
         self.assertEqual(bytes(clientSide.raw.received), b"last wordsbye")
 
 
+@implementer(IHalfCloseableProtocol)
+class _Chunks(Protocol):
+    """
+    Records each C{dataReceived} call separately, and the order of events.
+    """
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+        self.events: list[str] = []
+
+    def dataReceived(self, data: bytes) -> None:
+        """
+        Record one delivery.
+        """
+        self.chunks.append(data)
+        if not self.events or self.events[-1] != "data":
+            self.events.append("data")
+
+    def readConnectionLost(self) -> None:
+        """
+        Record the peer's end of sending.
+        """
+        self.events.append("readConnectionLost")
+
+    def writeConnectionLost(self) -> None:
+        """
+        Nothing to record.
+        """
+
+    def connectionLost(self, reason: Failure = Failure(Exception())) -> None:
+        """
+        Record the end.
+        """
+        self.events.append("connectionLost")
+
+
 class Silent(Protocol):
     """
     A peer that never answers anything.
@@ -705,6 +741,58 @@ class MemoryTransportTests(SynchronousTestCase):
         self.assertGreater(len(writes[0]), 65536)
         pair.pump.flush()
         self.assertEqual(pair.client.received, b"x" * 65536)
+
+    def coalescingPair(self) -> tuple[object, "_Chunks"]:
+        """
+        A pair whose server delivers coalesced records to a L{_Chunks}.
+        """
+        clock = Clock()
+        creator = ServerConnectionCreator(serverCertificate(GATEWAY), verifier(clock=clock))
+        client = deviceClientCreator(
+            "gateway.test", [SERVER_CA.certificate], DEVICE.certificate, DEVICE.key  # type: ignore[arg-type]
+        )
+        pair = memoryPair(creator, client, clock, factory=TLSFactory, serverProtocol=_Chunks)
+        pair.serverTLS.coalesceReceived = True
+        return pair, pair.server
+
+    def test_coalescedRecords(self) -> None:
+        """
+        With C{coalesceReceived}, the records decrypted from one TCP read
+        reach the application in one C{dataReceived}, in order; without
+        it, one call per record.
+        """
+        pair, chunks = self.coalescingPair()
+        pieces = [bytes([i]) * 20000 for i in range(3)]
+        for piece in pieces:
+            pair.clientTLS.write(piece)
+        pair.pump.flush()
+        self.assertEqual(chunks.chunks, [b"".join(pieces)])
+        pair.serverTLS.coalesceReceived = False
+        for piece in pieces:
+            pair.clientTLS.write(piece)
+        pair.pump.flush()
+        self.assertEqual(b"".join(chunks.chunks[1:]), b"".join(pieces))
+        self.assertGreater(len(chunks.chunks), 3)
+
+    def test_coalescedBeforeClose(self) -> None:
+        """
+        Coalesced data arrives before the peer's C{close_notify} is
+        reported (C{readConnectionLost}), and before a TLS error ends the
+        connection.
+        """
+        pair, chunks = self.coalescingPair()
+        pair.clientTLS.write(b"x" * 40000)
+        pair.clientTLS.loseWriteConnection()
+        pair.pump.flush()
+        self.assertEqual(chunks.events, ["data", "readConnectionLost"])
+        self.assertEqual(chunks.chunks, [b"x" * 40000])
+
+        pair, chunks = self.coalescingPair()
+        pair.clientTLS.write(b"y" * 40000)
+        pair.clientTLS.transport.write(b"\x17\x03\x03\x00\x05garbage")
+        pair.pump.flush()
+        self.assertEqual(chunks.events, ["data", "connectionLost"])
+        self.assertEqual(chunks.chunks, [b"y" * 40000])
 
     def test_writeRawBeforeHandshake(self) -> None:
         """

@@ -23,10 +23,12 @@ from ztnagw.tunnel.relay import (
     CLOSED,
     COMPLETED,
     IDLE_TIMEOUT,
+    READ_SIZE,
     SERVER,
     Relay,
     RelayEnd,
     failed,
+    tuneReading,
 )
 
 DONE = Failure(ConnectionDone())
@@ -514,6 +516,54 @@ class RelayListener(Factory):
         server.connectionMade = made  # type: ignore[method-assign]
         reactor.connectTCP("127.0.0.1", self.port, factory)  # type: ignore[attr-defined]
         return client
+
+
+class TuneReadingTests(SynchronousTestCase):
+    """
+    Tests for L{tuneReading}.
+    """
+
+    def test_tcp(self) -> None:
+        """
+        A relay end on a TCP connection makes it read L{READ_SIZE} bytes
+        at a time.
+        """
+        import socket
+
+        from twisted.internet import tcp
+
+        ours, theirs = socket.socketpair()
+        self.addCleanup(ours.close)
+        self.addCleanup(theirs.close)
+
+        class Port:
+            _realPortNumber = 1
+            _type = "TCP"
+
+        end = RelayEnd(CLIENT)
+        connection = tcp.Server(ours, end, ("127.0.0.1", 1), Port(), 1, reactor)
+        self.assertNotEqual(connection.bufferSize, READ_SIZE)
+        end.makeConnection(connection)
+        self.assertEqual(connection.bufferSize, READ_SIZE)
+
+    def test_tls(self) -> None:
+        """
+        A relay end on a TLS transport makes it deliver the records of one
+        read together; other transports are left alone.
+        """
+        from tests.tls.loopback import GATEWAY, serverCertificate, verifier
+        from ztnagw.tls.server import ServerConnectionCreator
+        from ztnagw.tls.transport import TLSFactory
+
+        creator = ServerConnectionCreator(serverCertificate(GATEWAY), verifier())
+        tls = TLSFactory(creator, False, Factory.forProtocol(Protocol), Clock()).buildProtocol(None)
+        tls.makeConnection(HalfCloseTransport())
+        self.assertFalse(tls.coalesceReceived)
+        tuneReading(tls)
+        self.assertTrue(tls.coalesceReceived)
+        plain = HalfCloseTransport()
+        tuneReading(plain)
+        self.assertFalse(hasattr(plain, "bufferSize"))
 
 
 class RealSocketTests(TestCase):

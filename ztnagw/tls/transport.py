@@ -180,6 +180,13 @@ class TLSProtocol(TLSMemoryBIOProtocol):
 
     closeTimeout = CLOSE_TIMEOUT
 
+    #: Deliver everything one TCP read decrypts to in one C{dataReceived}
+    #: instead of one call per TLS record (16 KiB).  Only for an application
+    #: that will never call L{freezeTLS}: freezing must stop decryption
+    #: right after the record that completed its message.  A tunnel relay
+    #: sets it (L{ztnagw.tunnel.relay.tuneReading}).
+    coalesceReceived = False
+
     _writeClosed = False
     _closeNotifySent = False
     _readClosed = False
@@ -422,16 +429,23 @@ class TLSProtocol(TLSMemoryBIOProtocol):
 
     def _flushReceiveBIO(self) -> None:
         # A copy of TLSMemoryBIOProtocol._flushReceiveBIO (Twisted 26.10)
-        # with three changes: it stops when TLS is frozen or the peer has
+        # with four changes: it stops when TLS is frozen or the peer has
         # closed its side; a close_notify reaches a half-closeable
-        # application as readConnectionLost(); and it survives the TCP
-        # transport running connectionLost synchronously.
+        # application as readConnectionLost(); it survives the TCP
+        # transport running connectionLost synchronously; and with
+        # coalesceReceived the records are delivered together, before any
+        # end or error.
+        pending: list[bytes] | None = [] if self.coalesceReceived else None
         while not (self._lostTLSConnection or self._frozen or self._readClosed):
             try:
                 bytes = self._tlsConnection.recv(2**15)
             except WantReadError:
                 break
             except ZeroReturnError:
+                if pending:
+                    self._deliver(pending)
+                    if self._lostTLSConnection or self._readClosed:
+                        break
                 application = self._halfCloseableApplication()
                 if application is not None and not self._closeNotifySent:
                     self._readClosed = True
@@ -442,12 +456,27 @@ class TLSProtocol(TLSMemoryBIOProtocol):
                     return
                 self._tlsShutdownFinished(None)
             except Error:
-                self._tlsShutdownFinished(Failure())
+                failure = Failure()
+                if pending:
+                    self._deliver(pending)
+                    if self._lostTLSConnection:
+                        break
+                self._tlsShutdownFinished(failure)
             else:
-                if not self._aborted:
+                if pending is not None:
+                    pending.append(bytes)
+                elif not self._aborted:
                     ProtocolWrapper.dataReceived(self, bytes)
+        if pending:
+            self._deliver(pending)
         if self._tlsConnection is not None and not self._dropped:
             self._flushSendBIO()
+
+    def _deliver(self, pending: list[bytes]) -> None:
+        data = pending[0] if len(pending) == 1 else b"".join(pending)
+        del pending[:]
+        if not self._aborted and not self._lostTLSConnection:
+            ProtocolWrapper.dataReceived(self, data)
 
     def readConnectionLost(self) -> None:
         """
