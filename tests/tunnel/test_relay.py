@@ -13,6 +13,7 @@ from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.internet.protocol import ClientFactory, Factory, Protocol
 from twisted.internet.task import Clock
+from twisted.internet.testing import MemoryReactor
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface import implementer
@@ -541,7 +542,7 @@ class TuneReadingTests(SynchronousTestCase):
             _type = "TCP"
 
         end = RelayEnd(CLIENT)
-        connection = tcp.Server(ours, end, ("127.0.0.1", 1), Port(), 1, reactor)
+        connection = tcp.Server(ours, end, ("127.0.0.1", 1), Port(), 1, MemoryReactor())
         self.assertNotEqual(connection.bufferSize, READ_SIZE)
         end.makeConnection(connection)
         self.assertEqual(connection.bufferSize, READ_SIZE)
