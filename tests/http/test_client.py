@@ -15,7 +15,7 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from ztnagw.http.client import PoolSettings, UpstreamKey, UpstreamResponse
+from ztnagw.http.client import READ_SIZE, PoolSettings, UpstreamKey, UpstreamResponse
 from ztnagw.http.errors import (
     RequestBodyFailed,
     UpstreamError,
@@ -176,6 +176,43 @@ class RequestTests(_Setup, SynchronousTestCase):
         failure = self.failureResultOf(d, RequestBodyFailed)
         self.assertTrue(failure.value.requestSent)
         self.assertTrue(transport.aborted)
+
+
+class ReadSizeTests(_Setup, SynchronousTestCase):
+    """
+    How an upstream TCP connection reads.
+    """
+
+    def test_largeReads(self) -> None:
+        """
+        An upstream connection over TCP reads L{READ_SIZE} bytes at a time,
+        so that response bodies are relayed in large pieces.
+        """
+        import socket
+
+        from twisted.internet import tcp
+        from twisted.internet.testing import MemoryReactor
+
+        d = self.request()
+        host, port, factory, timeout, bind = self.reactor.tcpClients[0]
+        protocol = factory.buildProtocol(None)
+        listener = socket.create_server(("127.0.0.1", 0))
+        self.addCleanup(listener.close)
+        theirs = socket.create_connection(listener.getsockname())
+        self.addCleanup(theirs.close)
+        ours, _ = listener.accept()
+
+        class Port:
+            _realPortNumber = 1
+            _type = "TCP"
+
+        connection = tcp.Server(ours, protocol, ("10.0.0.1", 8080), Port(), 1, MemoryReactor())
+        self.addCleanup(connection.connectionLost, Failure(ConnectionDone()))
+        self.assertNotEqual(connection.bufferSize, READ_SIZE)
+        protocol.makeConnection(connection)
+        self.assertEqual(connection.bufferSize, READ_SIZE)
+        self.assertNoResult(d)
+        d.addErrback(lambda failure: None)
 
 
 class ResponseTests(_Setup, SynchronousTestCase):
