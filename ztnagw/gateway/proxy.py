@@ -296,6 +296,8 @@ class _ConnectionState:
         self.connection = connection
         self.handshake = handshake
         self.sourceIp = sourceIp
+        # Spelled once per connection: real servers get it in every request.
+        self.sourceIpText = str(sourceIp)
         self.sourcePort = sourcePort
         self.localIp = localIp
         self.localPort = localPort
@@ -731,7 +733,7 @@ class _Exchange:
         policy = authorization.decision.policy if authorization is not None else None
         record = authorization.record if authorization is not None else None
         return RequestIdentity(
-            clientIp=str(context.sourceIp),
+            clientIp=self.state.sourceIpText,
             uid=authorization.uid if verified and authorization is not None else None,
             certSerial=presented.certSerial if verified and presented is not None else None,
             certificate=presented.leaf if verified and presented is not None else None,
@@ -781,7 +783,7 @@ class _Exchange:
         context = self.context
         scheme = b"https"
         headers = upstreamHeaders(
-            request.headers, str(context.sourceIp), request.host, route.hostHeader, scheme
+            request.headers, self.state.sourceIpText, request.host, route.hostHeader, scheme
         )
         if not any(name == b"Host" for name, _ in headers[:1]):
             headers.insert(0, (b"Host", route.name.encode("ascii")))
