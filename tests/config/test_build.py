@@ -1019,6 +1019,39 @@ class ErrorTests(SynchronousTestCase):
         config = loadParts(self, tcp.replace("set ip 10.0.0.1", mapped + "\n                        set port 6379"))
         self.assertEqual(config.warnings, ())
 
+    def test_pingRefusedWhereImpossible(self) -> None:
+        """
+        On a machine where the gateway cannot send ICMP echo requests, a
+        health check with C{health-check-proto ping}, given or by default,
+        is refused at the line that asks for it: it could only mark every
+        server down.
+        """
+        from ztnagw.gateway import health
+
+        self.patch(health, "_icmpProblem", ["[Errno 1] Operation not permitted"])
+        byDefault = MINIMAL.replace(
+            "set ip 10.0.0.1", "set ip 10.0.0.1\n                        set health-check enable"
+        )
+        self.assertError(
+            (byDefault, ""),
+            "set health-check enable",
+            'firewall access-proxy "proxy" api-gateway 1 realservers 1: '
+            "health-check-proto is ping by default, and ping cannot be used on "
+            "this machine: [Errno 1] Operation not permitted; set "
+            "health-check-proto tcp-connect or http",
+        )
+        explicit = byDefault.replace(
+            "set health-check enable", "set health-check enable\n                        set health-check-proto ping"
+        )
+        self.assertError(
+            (explicit, ""),
+            "set health-check-proto ping",
+            'firewall access-proxy "proxy" api-gateway 1 realservers 1: '
+            "health-check-proto: ping cannot be used on this machine: [Errno 1] "
+            "Operation not permitted; use tcp-connect or http",
+        )
+        loadParts(self, byDefault.replace("set health-check enable", "set health-check enable\n                        set health-check-proto tcp-connect"))
+
     def test_tunnelHttpHost(self) -> None:
         """
         C{ldb-method http-host} on a tcp-forwarding api-gateway is refused:

@@ -853,6 +853,20 @@ class _Checker:
                 "which is not one of its mappedport (set port to one the server "
                 "listens on)",
             )
+        if server.healthCheck and server.healthCheckProto == "ping" and "health-check-proto" not in server.optionLocations:
+            # An explicit ping is refused by its value type; the default
+            # must be too, or every server of the pool would be marked
+            # down by a check that can never be sent.
+            from ztnagw.gateway.health import icmpProblem
+
+            problem = icmpProblem()
+            if problem is not None:
+                self.error(
+                    server.whereSet("health-check"),
+                    f"{description}: health-check-proto is ping by default, and ping "
+                    f"cannot be used on this machine: {problem}; set "
+                    "health-check-proto tcp-connect or http",
+                )
         if tcp and server.healthCheck and not self._namesOneHost(server):
             self.error(
                 server.whereSet("health-check"),

@@ -666,30 +666,6 @@ _SERVICE_HTTPS = Condition("service", ("https",), parent="api-gateway")
 _SERVICE_TCP = Condition("service", _TCP_FORWARDING, parent="api-gateway")
 _ADDR_IP = Condition("addr-type", ("ip",))
 _HEALTH_CHECK = Condition("health-check", (True,))
-@frozen
-class HealthCheckProtocol(Choice):
-    """
-    The choice of C{health-check-proto}: C{ping} is refused on a machine
-    where the gateway cannot send ICMP echo requests, so that a check that
-    could never succeed is reported when the configuration is checked
-    instead of marking every server down.
-    """
-
-    def parse(self, words, context):  # type: ignore[no-untyped-def]
-        """
-        See L{ztnagw.config.schema.IValueType.parse}.
-        """
-        word = Choice.parse(self, words, context)
-        if word == "ping":
-            from ztnagw.gateway.health import icmpProblem
-
-            problem = icmpProblem()
-            if problem is not None:
-                raise ValueProblem(f"ping cannot be used on this machine: {problem}; use tcp-connect or http")
-        return word
-
-
-_HEALTH_CHECK_HTTP = Condition("health-check-proto", ("http",))
 
 
 @frozen
