@@ -12,7 +12,7 @@ configuration (L{PolicySet}).  It does no I/O, reads no clock and keeps no
 state, which lets the tests walk through every case without sockets.
 
 The order of the checks, first to last (FortiOS's, as far as it is
-documented; see C{docs/access.md}):
+documented; docs/error-codes.md lists the codes):
 
   1. The client certificate.  With C{client-cert disable} none is asked
      for and the client is anonymous.  Without a certificate,

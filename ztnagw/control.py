@@ -1,8 +1,8 @@
 # -*- test-case-name: tests.test_control -*-
 """
 The control channel: how the C{ztnagw} admin command asks the running
-daemon about what only the daemon knows (the health of real servers now;
-later the workers and the security views).
+daemon about what only the daemon knows (the health of real servers: the
+checks run in the daemon, and their state is nowhere on disk).
 
 Most admin commands work on files (the configuration, the registry) and the
 daemon learns of their changes; some questions have no file to read.  For

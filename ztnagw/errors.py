@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_errors -*-
+# -*- test-case-name: tests.test_blockpage,tests.test_access -*-
 """
 The FortiOS ZTNA error codes, in one table.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_startup -*-
+# -*- test-case-name: tests.gateway.test_runtime,tests.test_workers,tests.test_tap -*-
 """
 Everything the gateway must have before it may listen: the work done once,
 synchronously, before the reactor runs.

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.cli.test_main -*-
+# -*- test-case-name: tests.config.test_cli_config,tests.cli.test_endpoint -*-
 """
 The C{ztnagw} admin command.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.cli.test_common -*-
+# -*- test-case-name: tests.cli.test_endpoint,tests.cli.test_diagnose -*-
 """
 What several admin subcommands share: finding and loading the configuration,
 choosing an EMS connector and opening its endpoint registry.

@@ -4,7 +4,8 @@ The syntax tree of a FortiOS CLI configuration, and configuration errors.
 
 This module is the contract between the two halves of the configuration
 language: L{ztnagw.config.syntax} turns text into these nodes (and back), and
-L{ztnagw.config.model} turns nodes into the typed, validated model.  Neither
+L{ztnagw.config.build} turns nodes into the typed, validated model of
+L{ztnagw.config.model}.  Neither
 half knows the other's internals.
 
 The tree is a faithful, schema-free picture of the text: C{config} blocks

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.gateway.test_vip -*-
+# -*- test-case-name: tests.test_workers_listen,tests.gateway.test_runtime -*-
 """
 One VIP's TLS listener: the certificate chosen by SNI, the certificate
 request of the virtual host the name stands for, and the HTTP server that

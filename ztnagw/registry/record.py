@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.registry.test_record -*-
+# -*- test-case-name: tests.registry.test_sqlite,tests.registry.test_validation -*-
 """
 The endpoint record: what the registry knows about one enrolled device.
 
