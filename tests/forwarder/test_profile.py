@@ -28,6 +28,7 @@ from ztnagw.forwarder.profile import (
 )
 from ztnagw.registry.record import canonicalSerial
 from ztnagw.tls.client import formatPin
+from ztnagw.tunnel import wire
 
 
 class LocationTests(SynchronousTestCase):
@@ -106,8 +107,12 @@ class AddressTests(SynchronousTestCase):
         self.assertEqual(parseHostPort("gw:443"), ("gw", 443))
         self.assertEqual(parseHostPort("[2001:db8::1]:8443"), ("2001:db8::1", 8443))
         self.assertEqual(parseHostPort("gw", 443), ("gw", 443))
-        for text in ("gw", "gw:0", "gw:70000", "a b:1", "gw:1:2", ""):
+        self.assertEqual(parseHostPort("[2001:db8::1]", 443), ("2001:db8::1", 443))
+        self.assertEqual(parseHostPort("GW.Example.COM.", 443), ("gw.example.com", 443))
+        for text in ("gw", "gw:0", "gw:70000", "gw:0443", "a b:1", "gw:1:2", "", "127.1:443"):
             self.assertRaises(ValueError, parseHostPort, text)
+        for text in ("gw:0", "a b", "gw:1:2", "", "127.1", "[::1%eth0]"):
+            self.assertRaises(ValueError, parseHostPort, text, 443)
 
     @given(st.text(max_size=40))
     def test_anyText(self, text: str) -> None:
@@ -123,13 +128,15 @@ class AddressTests(SynchronousTestCase):
             self.assertTrue(1 <= port <= 65535)
 
     @given(
-        st.from_regex(r"[a-z0-9]([a-z0-9.-]{0,20}[a-z0-9])?", fullmatch=True),
+        st.from_regex(r"[a-z]([a-z0-9-]{0,10}[a-z0-9])?(\.[a-z]([a-z0-9-]{0,10}[a-z0-9])?){0,3}", fullmatch=True),
         st.integers(1, 65535),
     )
     def test_roundTrip(self, host: str, port: int) -> None:
         """
-        What is written as C{HOST:PORT} reads back.
+        What is written as C{HOST:PORT} reads back, by the same rules as
+        the forwarder's other addresses (L{ztnagw.tunnel.wire}).
         """
+        self.assertEqual(wire.parseHostPort(f"{host}:{port}"), (host, port))
         self.assertEqual(parseHostPort(f"{host}:{port}"), (host, port))
         self.assertEqual(parseEmsUrl(f"https://{host}:{port}"), (host, port))
 

@@ -57,6 +57,7 @@ from ztnagw.tls.client import (
     parsePin,
     pinnedClientCreator,
 )
+from ztnagw.tunnel import wire
 
 __all__ = [
     "CA_FILE",
@@ -139,26 +140,19 @@ def profileDirectory(
 
 def parseHostPort(text: str, defaultPort: int | None = None) -> tuple[str, int]:
     """
-    Read C{HOST:PORT} (C{[v6]:PORT} for IPv6 addresses).
+    Read C{HOST:PORT} (C{[v6]:PORT} for IPv6 addresses) by the rules of
+    L{ztnagw.tunnel.wire.parseHostPort}, the ones every address of the
+    forwarder follows (C{-L}, C{--stdio}, rules files), with an optional
+    default port (C{--gateway gw.example.com} means port 443).
 
     @param defaultPort: the port when C{text} gives none; C{None} makes the
         port mandatory.
     @raise ValueError: not such a form; the message shows it.
     """
-    match = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\](?::([0-9]{1,5}))?|([^\s:/\[\]@]+)(?::([0-9]{1,5}))?", text)
-    if match is None:
-        raise ValueError(f"{text!r} is not HOST:PORT")
-    host = match.group(1) or match.group(3)
-    portText = match.group(2) or match.group(4)
-    if portText is None:
-        if defaultPort is None:
-            raise ValueError(f"{text!r} has no port; write HOST:PORT")
-        port = defaultPort
-    else:
-        port = int(portText)
-    if not 1 <= port <= 65535:
-        raise ValueError(f"{text!r}: port {port} is out of range 1-65535")
-    return host, port
+    hasPort = text.rpartition("]")[2].startswith(":") if text.startswith("[") else text.count(":") == 1
+    if defaultPort is not None and not hasPort:
+        return wire.parseHost(text), defaultPort
+    return wire.parseHostPort(text)
 
 
 def parseEmsUrl(text: str) -> tuple[str, int]:
