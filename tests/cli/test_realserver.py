@@ -39,3 +39,16 @@ class FormatTests(SynchronousTestCase):
                 "real servers: 2; serving: 1; not serving: 1",
             ],
         )
+
+    def test_tunnelPoolMember(self) -> None:
+        """
+        A tcp-forwarding pool member shows the destination names it serves
+        (its C{domain}).
+        """
+        member = dict(ENTRY, service="tcp-forwarding", domain="*.db.corp", port=5432, healthCheck=None,
+                      state="up", serving=True, since=None, detail=None)
+        self.assertEqual(
+            formatRealServers([member]).splitlines()[1],
+            "    realserver 1: domain=*.db.corp 10.0.0.1:5432 status=active weight=1 "
+            "health-check=disable state=up serving=yes",
+        )

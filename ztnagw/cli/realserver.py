@@ -50,8 +50,12 @@ def formatRealServers(entries: Sequence[dict[str, Any]]) -> str:
             )
         check = entry["healthCheck"] or "disable"
         detail = entry["detail"]
+        # A tunnel pool member: the names it serves come before its address.
+        domain = entry.get("domain")
         line = (
-            f"    realserver {entry['realServer']}: {entry['address']}:{entry['port']} "
+            f"    realserver {entry['realServer']}: "
+            + (f"domain={domain} " if domain else "")
+            + f"{entry['address']}:{entry['port']} "
             f"status={entry['status']} weight={entry['weight']} health-check={check} "
             f"state={entry['state']} serving={'yes' if entry['serving'] else 'no'}"
         )
