@@ -325,6 +325,24 @@ class PoolTests(PoolTestCase):
         self.assertEqual((log["action"], log["ztnaerror"], log["gatewayid"]), ("deny", "022", "8"))
         self.assertIn("(2 down by health check, 2 disabled)", log["ztnadetail"])
 
+    def test_noneUsableNorAllowed(self) -> None:
+        """
+        When the policies allow the device none of the pool's servers, it
+        gets their refusal (061 here), not 022: the pool's health is no
+        business of a device that may not reach it.
+        """
+        elsewhere = poolConfig().replace("set status standby", "set status disable").replace(
+            'set dstaddr "all"\n        set action accept',
+            'set dstaddr "rdp-one"\n        set action accept',
+        )
+        self.assertNotEqual(elsewhere, poolConfig().replace("set status standby", "set status disable"))
+        self.build(elsewhere)
+        self.markDown(1, 2)
+        transport = self.ask(b"address=svc.corp.example&port=6000")
+        self.assertEqual(self.connected(), [])
+        self.assertEqual(self.code(transport)[1], b"061")
+        self.assertNotIn("down by health check", self.lastLog().get("ztnadetail", ""))
+
     def test_otherPort(self) -> None:
         """
         A port no pooled server admits is not the pool's: the name is then

@@ -153,8 +153,8 @@ class TunnelPoolTests(TestCase):
         self.assertEqual(listing.returncode, 0, listing.stderr)
         text = listing.stdout.decode()
         self.assertIn("service=tcp-forwarding ldb-method=round-robin", text)
-        self.assertRegex(text, rf"realserver 1: 127\.0\.0\.1:{self.port} .*state=down serving=no")
-        self.assertRegex(text, rf"realserver 2: 127\.0\.0\.2:{self.port} .*state=up serving=yes")
+        self.assertRegex(text, rf"realserver 1: domain=echo\.pool\.test 127\.0\.0\.1:{self.port} .*state=down serving=no")
+        self.assertRegex(text, rf"realserver 2: domain=echo\.pool\.test 127\.0\.0\.2:{self.port} .*state=up serving=yes")
         self.assertEqual(self.served(4), ["B", "B", "B", "B"])
 
         def tunnels() -> list[dict[str, str]]:

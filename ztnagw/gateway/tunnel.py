@@ -123,6 +123,10 @@ _ACTIONS = {
 }
 
 
+#: The unset C{ip} of a real server.
+_ANY_ADDRESS = ipaddress.IPv4Address(0)
+
+
 def isDeviceDenial(authorization: Authorization) -> bool:
     """
     Whether a denial was made at the device step of the decision (the
@@ -516,6 +520,18 @@ class _TunnelRequest:
     def _noMember(self, pool: RealServerPool) -> None:
         target = self.target
         assert target is not None
+        refusal = self._refusedEverywhere()
+        if refusal is not None:
+            # The policies would refuse every server of the pool: that is
+            # the answer, not the pool's health, which a device that may
+            # not reach the servers has no business learning.
+            self._deny(
+                refusal.decision.error,  # type: ignore[arg-type]
+                refusal,
+                apiGatewayId=pool.apiGateway.id,
+                dstPort=target.port,
+            )
+            return
         down = sum(1 for m in pool.members if not m.up)
         disabled = sum(1 for r in self._poolServers if r.status == "disable")
         counts = [f"{n} {what}" for n, what in ((down, "down by health check"), (disabled, "disabled")) if n]
@@ -529,6 +545,30 @@ class _TunnelRequest:
             apiGatewayId=pool.apiGateway.id,
             dstPort=target.port,
         )
+
+    def _refusedEverywhere(self) -> Authorization | None:
+        """
+        The policies' refusal of the device for every server of the
+        destination's pool, judged on their configured addresses; C{None}
+        when some server would be allowed, or when one has only a name (its
+        address is unknown without resolving it).
+        """
+        config = self.context.gate.config
+        refusal: Authorization | None = None
+        for realServer in self._poolServers:
+            if realServer.ip != _ANY_ADDRESS:
+                address = realServer.ip
+            elif realServer.addrType == "ip" and realServer.address is not None:
+                address = config.singleAddress(realServer.address)  # type: ignore[assignment]
+                if address is None:
+                    return None
+            else:
+                return None
+            authorization = self.context.authorize(self.virtualHost, self.userAgents, address)
+            if authorization.allowed:
+                return None
+            refusal = refusal or authorization
+        return refusal
 
     def _memberResolved(self, member: Member, address: ipaddress.IPv4Address) -> None:
         if self.clientGone:
