@@ -173,6 +173,26 @@ def planCpus(cores: int, workers: int) -> tuple[dict[str, str | None], str]:
     )
 
 
+#: What iperf3 says when its test never started: the control connection
+#: was refused or reset before any data flowed (the sink was still
+#: recovering from a readiness probe that connected and left).
+_NOT_STARTED = (
+    "unable to receive control message",
+    "unable to send control message",
+    "unable to connect to server",
+    "the server is busy",
+)
+
+
+def iperfNotStarted(error: str) -> bool:
+    """
+    Whether an iperf3 error means the test never started, so that running
+    it again measures the same thing.
+    """
+    lowered = error.lower()
+    return any(text in lowered for text in _NOT_STARTED)
+
+
 def _log(message: str) -> None:
     stamp = datetime.datetime.now().strftime("%H:%M:%S")
     print(f"[{stamp}] {message}", flush=True)
@@ -290,19 +310,33 @@ class Bench:
     def iperf(self, name: str, port: int, streams: int, seconds: int) -> float:
         """
         One iperf3 run through 127.0.0.1:C{port}; returns MiB/s received.
+
+        A run whose test never started (see L{iperfNotStarted}) is tried
+        once more after a second.
         """
-        output = self.group.run(
-            name,
-            ["iperf3", "-c", "127.0.0.1", "-p", str(port), "-t", str(seconds), "-P", str(streams), "-O", "1", "-J"],
-            timeout=seconds + 60,
-            cpus=self.cpus["load"],
-        )
+        for attempt in (1, 2):
+            output = self.group.run(
+                name,
+                ["iperf3", "-c", "127.0.0.1", "-p", str(port), "-t", str(seconds), "-P", str(streams), "-O", "1",
+                 "-J"],
+                timeout=seconds + 60,
+                cpus=self.cpus["load"],
+            )
+            try:
+                data = json.loads(output)
+            except ValueError as e:
+                raise ProcessFailed(f"iperf3 printed no result ({e}): {output[-500:]}") from e
+            error = data.get("error") if isinstance(data, dict) else None
+            if error is None:
+                break
+            if attempt == 1 and iperfNotStarted(str(error)):
+                _log(f"  {name}: iperf3 could not start its test ({error}); trying once more")
+                time.sleep(1.0)
+                continue
+            raise ProcessFailed(f"iperf3: {error}")
         try:
-            data = json.loads(output)
-            if "error" in data:
-                raise ProcessFailed(f"iperf3: {data['error']}")
             return data["end"]["sum_received"]["bits_per_second"] / 8 / MIB
-        except (ValueError, KeyError) as e:
+        except (KeyError, TypeError) as e:
             raise ProcessFailed(f"iperf3 printed no result ({e}): {output[-500:]}") from e
 
     def setupLatency(self, name: str, port: int) -> dict[str, Any]:

@@ -112,7 +112,11 @@ class ConfigTests(SynchronousTestCase):
         path = os.path.join(self.directory, "ztnagw.conf")
         with open(path, "w") as f:
             f.write(text)
-        load(path)
+        loaded = load(path)
+        accessProxy = loaded.accessProxies["BENCH"]
+        # Every load comes from 127.0.0.1 with one device: no connection
+        # limit may cap figure 6's 10,000 idle connections.
+        self.assertEqual((accessProxy.maxConnectionsPerSource, accessProxy.maxConnectionsPerDevice), (0, 0))
         self.assertIn("set workers 2", text)
         self.assertIn("set mappedport 7000 5201", text)
         self.assertIn('set ca-certificate "bench-ca"', text)

@@ -11,7 +11,7 @@ import time
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from benchmarks.harness import Options, parseOptions, planCpus
+from benchmarks.harness import Options, iperfNotStarted, parseOptions, planCpus
 from benchmarks.machine import TOOLS, missingPackages
 from benchmarks.processes import ProcessFailed, ProcessGroup, freePort, processTree, rssKiB, waitForPort
 
@@ -25,6 +25,36 @@ def _running(pid: int) -> bool:
             return ") Z" not in f.read()
     except OSError:
         return False
+
+
+class IperfRetryTests(SynchronousTestCase):
+    """
+    Tests for L{iperfNotStarted}: which iperf3 failures are tried again.
+    """
+
+    def test_notStarted(self) -> None:
+        """
+        A control connection refused or reset before the test began is
+        worth one more try.
+        """
+        for error in [
+            "unable to receive control message: Connection reset by peer",
+            "unable to send control message: Bad file descriptor",
+            "unable to connect to server: Connection refused",
+            "the server is busy running a test. try again later",
+        ]:
+            self.assertTrue(iperfNotStarted(error), error)
+
+    def test_failedDuringTest(self) -> None:
+        """
+        A failure once data flowed is reported, not hidden by a retry.
+        """
+        for error in [
+            "error - control socket has closed unexpectedly",
+            "unable to write to stream socket: Broken pipe",
+            "",
+        ]:
+            self.assertFalse(iperfNotStarted(error), error)
 
 
 class OptionTests(SynchronousTestCase):
