@@ -303,8 +303,13 @@ class TLSProtocol(TLSMemoryBIOProtocol):
         chunks = []
         while True:
             try:
-                chunks.append(connection.bio_read(_READ_CHUNK))
+                chunk = connection.bio_read(_READ_CHUNK)
             except WantReadError:
+                break
+            chunks.append(chunk)
+            if len(chunk) < _READ_CHUNK:
+                # A memory BIO gives all it holds up to the size asked:
+                # it is empty now (asking again would only raise).
                 break
         if chunks:
             self.transport.write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
