@@ -29,6 +29,7 @@ from ztnagw.gateway.proxy import (
     upstreamHeaders,
 )
 from ztnagw.gateway.realservers import RealServerRouter
+from ztnagw.gateway.tunnel import TunnelHandler
 from ztnagw.http.headers import Headers
 from ztnagw.http.server import Request
 from ztnagw.logs.line import parseKeyValue
@@ -129,7 +130,7 @@ class Harness:
             self.router,
             self.pools,
             self.reactor,
-            tunnels,
+            TunnelHandler(self.reactor, self.resolver) if tunnels is None else tunnels,
             handshakeFactsOf=lambda transport: self.facts,
         )
         self.factory = VipHTTPFactory(self.handler, self.reactor, serverLimits(self.site.accessProxy), GatewayErrorPages())
@@ -273,46 +274,16 @@ class TunnelDispatchTests(SynchronousTestCase):
         self.assertTrue(context.authorize(None).allowed)
         self.assertEqual(transport.value(), b"")
 
-    def test_unbuiltWithoutService(self) -> None:
+    def test_withoutService(self) -> None:
         """
-        Until tunnels exist, an access proxy without a tcp-forwarding
-        api-gateway answers 021.
+        An access proxy without a tcp-forwarding api-gateway answers a
+        tunnel request with 021.
         """
         h = Harness()
         protocol, transport = h.connect()
         protocol.dataReceived(self.TUNNEL)
         status, found, _ = head(transport.value())
         self.assertEqual((status, found[b"x-ztna-error"]), (404, [b"021"]))
-
-    def test_unbuiltWithService(self) -> None:
-        """
-        With a tcp-forwarding api-gateway, the answer is an honest 501.
-        """
-        extra = """
-config firewall access-proxy
-    edit "proxy"
-        set vip "vip"
-        config api-gateway
-            edit 9
-                set service tcp-forwarding
-                set url-map "/tcp"
-                config realservers
-                    edit 1
-                        set ip 10.0.0.1
-                        set port 22
-                    next
-                end
-            next
-        end
-    next
-end
-"""
-        h = Harness(accessProxy=extra)
-        protocol, transport = h.connect()
-        protocol.dataReceived(self.TUNNEL)
-        status, found, body = head(transport.value())
-        self.assertEqual(status, 501)
-        self.assertIn(b"not available", body)
 
 
 class ProxyTests(SynchronousTestCase):

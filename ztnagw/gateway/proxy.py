@@ -94,7 +94,6 @@ from ztnagw.tunnel.relay import CLOSED, RelayResult
 __all__ = [
     "AccessProxyHandler",
     "GatewayErrorPages",
-    "UnbuiltTunnels",
     "UpstreamPools",
     "VipHTTPFactory",
     "isTunnelRequest",
@@ -256,35 +255,6 @@ class UpstreamPools:
 
 
 @implementer(ITunnelHandler)
-class UnbuiltTunnels:
-    """
-    The tunnel handler until the TCP forwarding access proxy is built: a
-    VIP without a C{tcp-forwarding} api-gateway answers 021, as it will
-    then; one with such an api-gateway answers 501 and says why.
-    """
-
-    def handleTunnelRequest(self, request: Request, context: RequestContext) -> None:
-        """
-        @see: L{ITunnelHandler.handleTunnelRequest}
-        """
-        match = context.matcher.match(request.host, request.path, TCP_FORWARDING)
-        if match is None:
-            context.deny(
-                request,
-                errors.NO_APPLICATION,
-                destination=request.path,
-                logDetail="no api-gateway with service tcp-forwarding",
-                hostname=request.host,
-                url=request.path,
-            )
-            return
-        _errorResponse(
-            request,
-            501,
-            "TCP forwarding tunnels are not available on this gateway yet.",
-        )
-
-
 class _ConnectionState:
     """
     What the handler keeps about one client connection: its handshake, the
@@ -433,7 +403,7 @@ class AccessProxyHandler:
         router: RealServerRouter,
         pools: UpstreamPools,
         clock: IReactorTime,
-        tunnels: ITunnelHandler | None = None,
+        tunnels: ITunnelHandler,
         handshakeFactsOf: Callable[[object], HandshakeFacts] = handshakeFacts,
     ) -> None:
         """
@@ -442,8 +412,8 @@ class AccessProxyHandler:
         @param router: chooses real servers.
         @param pools: the upstream connection pools.
         @param clock: the reactor's clock.
-        @param tunnels: serves tunnel requests (L{UnbuiltTunnels} when not
-            given).
+        @param tunnels: serves tunnel requests (C{GET /tcp} with C{Upgrade:
+            tcp-forwarding/1.0}).
         @param handshakeFactsOf: what the TLS handshake of a connection
             captured, from its transport (tests replace it).
         """
@@ -452,7 +422,7 @@ class AccessProxyHandler:
         self.router = router
         self.pools = pools
         self.clock = clock
-        self.tunnels: ITunnelHandler = tunnels if tunnels is not None else UnbuiltTunnels()
+        self.tunnels = tunnels
         self._handshakeFactsOf = handshakeFactsOf
 
     def _state(self, request: Request) -> _ConnectionState:
