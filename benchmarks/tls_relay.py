@@ -2,12 +2,12 @@
 Bulk throughput through a TLS-terminating loopback relay, with and without
 write aggregation in L{ztnagw.tls.transport.TLSProtocol}.
 
-Not a test (trial does not collect it): a measurement behind the choice
+A micro-benchmark beside the side-by-side one: the measurement behind the choice
 documented in C{docs/tls.md}.  Three processes: a TLS client, the relay
 (TLS in, plain TCP out, producers registered both ways, as the gateway's
 tunnel relays) and a plain TCP backend.  Run from the repository root::
 
-    python -m tests.tls.relay_benchmark [MiB] [runs]
+    python -m benchmarks.tls_relay [MiB] [runs]
 
 It prints MB/s and the relay's CPU seconds per GiB for uploads (client to
 backend) and downloads (backend to client), aggregation off and on.
@@ -241,7 +241,7 @@ def smallWrites(turns: int = 20000) -> None:
 
 def _spawn(*arguments: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "tests.tls.relay_benchmark", *arguments],
+        [sys.executable, "-m", "benchmarks.tls_relay", *arguments],
         stdout=subprocess.PIPE,
         text=True,
     )
