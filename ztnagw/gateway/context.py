@@ -280,7 +280,9 @@ class AccessGate:
     """
     The collaborators of the authorize path, one per gateway process.
 
-    @ivar config: the configuration.
+    @ivar config: the configuration, fixed for the gate's life (a new
+        configuration means a new gate: per-request results derived from it
+        are remembered).
     @ivar policySet: the compiled policies.
     @ivar sessions: the live-session tracker (re-decisions come back here).
     @ivar logWriter: where traffic and event lines go.
