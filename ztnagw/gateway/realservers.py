@@ -111,6 +111,21 @@ class _Target:
         return self.fqdn if self.fqdn is not None else str(self.ip)
 
 
+def configuredAddress(config: Config, realServer: RealServer) -> ipaddress.IPv4Address | None:
+    """
+    The one address C{realServer} names in C{config}: its C{ip}, or an
+    C{address} of one host, for C{addr-type ip}; C{None} otherwise (an FQDN,
+    a subnet, a group, a domain alone).
+    """
+    if realServer.addrType != "ip":
+        return None
+    if realServer.ip != _ANY:
+        return realServer.ip
+    if realServer.address is not None:
+        return config.singleAddress(realServer.address)
+    return None
+
+
 def _hostPart(value: str) -> str:
     # http-host may carry a port; the certificate names the host.
     if value.startswith("["):
@@ -187,14 +202,9 @@ class RealServerRouter:
         where: str,
         quiet: bool = False,
     ) -> _Target | None:
-        ip: ipaddress.IPv4Address | None = None
+        ip = configuredAddress(config, realServer)
         fqdn: str | None = None
-        if realServer.addrType == "ip":
-            if realServer.ip != _ANY:
-                ip = realServer.ip
-            elif realServer.address is not None:
-                ip = config.singleAddress(realServer.address)
-        elif realServer.address is not None:
+        if realServer.addrType != "ip" and realServer.address is not None:
             address = config.addresses.get(realServer.address)
             if address is not None and address.fqdn is not None:
                 fqdn = address.fqdn.lower().rstrip(".")

@@ -78,7 +78,7 @@ from ztnagw.config.model import ApiGateway, Config, RealServer
 from ztnagw.gateway.context import Authorization, RequestContext
 from ztnagw.gateway.interfaces import IResolver, ITunnelHandler
 from ztnagw.gateway.pool import Member, RealServerPool
-from ztnagw.gateway.realservers import RealServerRouter
+from ztnagw.gateway.realservers import RealServerRouter, configuredAddress
 from ztnagw.gateway.resolver import NameNotResolved
 from ztnagw.gateway.tunnelmatch import TunnelDestinations, TunnelPool, TunnelRoute
 from ztnagw.logs import (
@@ -121,10 +121,6 @@ _ACTIONS = {
     failed(CLIENT): CLIENT_RST,
     failed(SERVER): SERVER_RST,
 }
-
-
-#: The unset C{ip} of a real server.
-_ANY_ADDRESS = ipaddress.IPv4Address(0)
 
 
 def isDeviceDenial(authorization: Authorization) -> bool:
@@ -556,13 +552,8 @@ class _TunnelRequest:
         config = self.context.gate.config
         refusal: Authorization | None = None
         for realServer in self._poolServers:
-            if realServer.ip != _ANY_ADDRESS:
-                address = realServer.ip
-            elif realServer.addrType == "ip" and realServer.address is not None:
-                address = config.singleAddress(realServer.address)  # type: ignore[assignment]
-                if address is None:
-                    return None
-            else:
+            address = configuredAddress(config, realServer)
+            if address is None:
                 return None
             authorization = self.context.authorize(self.virtualHost, self.userAgents, address)
             if authorization.allowed:
