@@ -55,6 +55,11 @@ def stopForListenError() -> Iterator[None]:
     except CannotListenError as e:
         _log.critical("ztnagw cannot start: {error}", error=e)
         raise SystemExit(1) from None
+    except OSError as e:
+        # A bind of our own (the supervisor's sockets): its message names
+        # the VIP and the address.
+        _log.critical("ztnagw cannot start: {error}", error=e.strerror or e)
+        raise SystemExit(1) from None
 
 
 class RegistryService(Service):

@@ -62,6 +62,7 @@ from twisted.logger import (
 from twisted.python.failure import Failure
 from zope.interface import Interface, implementer
 
+from ztnagw.service import stopForListenError
 from ztnagw.tls.listener import DEFAULT_BACKLOG, checkPortFree, reusePortSocket
 from ztnagw.workers import (
     FIRST_SOCKET_FD,
@@ -798,12 +799,8 @@ class GatewaySupervisor(MultiService):
         Bind every worker's sockets (before twistd drops privileges).  An
         address that cannot be bound stops the daemon with the reason.
         """
-        try:
+        with stopForListenError():
             self.sockets.bind()
-        except OSError as e:
-            # A clean stop with the reason, not a traceback out of twistd.
-            _log.critical("ztnagw cannot start: {error}", error=e.strerror or e)
-            raise SystemExit(1) from None
         for address, port in zip(self.sockets.addresses, self.sockets.ports()):
             _log.info(
                 "{what} listening on {host}:{port} ({workers} workers)",
