@@ -29,7 +29,7 @@ from tests.forwarder.fakegateway import (
 )
 from tests.support.daemon import freePort
 from ztnagw.forwarder import socks
-from ztnagw.forwarder.forward import Forwarder, UsageError, _standardIOClass, parseArguments, socksReplyFor
+from ztnagw.forwarder.forward import Forwarder, UsageError, _StandardIO, parseArguments, socksReplyFor
 from ztnagw.forwarder.rules import ForwardRule, ListenAddress, parseForwardSpec
 from ztnagw.forwarder.tunnel import Backoff, Gateway, GatewayUnreachable, TunnelOpener, TunnelRefused
 from ztnagw.tunnel.wire import TunnelRefusal, TunnelTarget
@@ -369,7 +369,7 @@ class StandardIOTests(TestCase):
         self.addCleanup(os.close, outRead)
         self.addCleanup(lambda: _closeQuietly(inWrite))
         protocol = _HalfCloseRecorder()
-        transport = _standardIOClass()(protocol, stdin=inRead, stdout=outWrite, reactor=reactor)
+        transport = _StandardIO(protocol, stdin=inRead, stdout=outWrite, reactor=reactor)
         return protocol, transport, inWrite
 
     @inlineCallbacks

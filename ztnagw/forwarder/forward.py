@@ -46,6 +46,7 @@ from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
 from twisted.internet.error import CannotListenError, ConnectionAborted, ConnectionDone
 from twisted.internet.interfaces import IListeningPort, IOpenSSLClientConnectionCreator
 from twisted.internet.protocol import Factory
+from twisted.internet.stdio import StandardIO
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -880,7 +881,7 @@ class _StdioEnd(RelayEnd):
         super().connectionLost(reason)
 
 
-def _standardIOClass() -> type:
+class _StandardIO(StandardIO):  # type: ignore[misc, valid-type]
     """
     The standard I/O transport of a C{--stdio} tunnel: Twisted's
     C{StandardIO}, made to end like a connection.
@@ -894,35 +895,31 @@ def _standardIOClass() -> type:
     (ssh waited for it in turn).  It also has no C{abortConnection}, which
     the relay calls when a stop's grace period is over.
     """
-    from twisted.internet.stdio import StandardIO
 
-    class _StandardIO(StandardIO):  # type: ignore[misc, valid-type]
-        outputClosed = False
+    outputClosed = False
 
-        def childConnectionLost(self, fd: str, reason: Failure) -> None:
-            if fd == "write":
-                self.outputClosed = True
-            StandardIO.childConnectionLost(self, fd, reason)
+    def childConnectionLost(self, fd: str, reason: Failure) -> None:
+        if fd == "write":
+            self.outputClosed = True
+        StandardIO.childConnectionLost(self, fd, reason)
 
-        def loseConnection(self) -> None:
-            if self.outputClosed and not self.disconnected:
-                # Nothing is left to flush: the connection is over now.
-                self.disconnecting = True
-                self.connectionLost(Failure(ConnectionDone()))
-                return
-            StandardIO.loseConnection(self)
+    def loseConnection(self) -> None:
+        if self.outputClosed and not self.disconnected:
+            # Nothing is left to flush: the connection is over now.
+            self.disconnecting = True
+            self.connectionLost(Failure(ConnectionDone()))
+            return
+        StandardIO.loseConnection(self)
 
-        def abortConnection(self) -> None:
-            if not self.disconnected:
-                self.disconnecting = True
-                self.connectionLost(Failure(ConnectionAborted()))
-
-    return _StandardIO
+    def abortConnection(self) -> None:
+        if not self.disconnected:
+            self.disconnecting = True
+            self.connectionLost(Failure(ConnectionAborted()))
 
 
 def _runStdio(reactor: Any, forwarder: Forwarder, target: TunnelTarget, status: list[int]) -> None:
     end = _StdioEnd(CLIENT)
-    _standardIOClass()(end, reactor=reactor)
+    _StandardIO(end, reactor=reactor)
     tunnel = forwarder.tunnel("stdio", end, target)
 
     def finished(_: None) -> None:
