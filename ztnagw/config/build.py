@@ -877,11 +877,9 @@ class _Checker:
 
     def _namesOneHost(self, server: RealServer) -> bool:
         if server.addrType == "ip":
-            if server.ip != ipaddress.IPv4Address(0):
-                return True
-            assert server.address is not None
+            assert server.ip != ipaddress.IPv4Address(0) or server.address is not None
             # A dangling name is reported on its own.
-            return not self._known(server.address) or self.config.singleAddress(server.address) is not None
+            return self.config.realServerAddress(server) is not None or not self._known(server.address)  # type: ignore[arg-type]
         return server.address is not None
 
     def _known(self, name: str) -> bool:

@@ -2155,6 +2155,20 @@ class Config:
             return address.startIp
         return None
 
+    def realServerAddress(self, realServer: "RealServer") -> ipaddress.IPv4Address | None:
+        """
+        The one address C{realServer} names: its C{ip}, or an C{address} of
+        one host (L{singleAddress}), for C{addr-type ip}; C{None} otherwise
+        (an FQDN, a subnet, a group, a domain alone).
+        """
+        if realServer.addrType != "ip":
+            return None
+        if realServer.ip != ipaddress.IPv4Address(0):
+            return realServer.ip
+        if realServer.address is not None:
+            return self.singleAddress(realServer.address)
+        return None
+
     def localCertificate(self, name: str) -> "CertificateMaterial":
         """
         Read and check the certificate and key of C{vpn certificate local}

@@ -54,7 +54,6 @@ __all__ = [
 
 _log = Logger()
 
-_ANY = ipaddress.IPv4Address(0)
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
@@ -109,21 +108,6 @@ class _Target:
     @property
     def name(self) -> str:
         return self.fqdn if self.fqdn is not None else str(self.ip)
-
-
-def configuredAddress(config: Config, realServer: RealServer) -> ipaddress.IPv4Address | None:
-    """
-    The one address C{realServer} names in C{config}: its C{ip}, or an
-    C{address} of one host, for C{addr-type ip}; C{None} otherwise (an FQDN,
-    a subnet, a group, a domain alone).
-    """
-    if realServer.addrType != "ip":
-        return None
-    if realServer.ip != _ANY:
-        return realServer.ip
-    if realServer.address is not None:
-        return config.singleAddress(realServer.address)
-    return None
 
 
 def _hostPart(value: str) -> str:
@@ -202,7 +186,7 @@ class RealServerRouter:
         where: str,
         quiet: bool = False,
     ) -> _Target | None:
-        ip = configuredAddress(config, realServer)
+        ip = config.realServerAddress(realServer)
         fqdn: str | None = None
         if realServer.addrType != "ip" and realServer.address is not None:
             address = config.addresses.get(realServer.address)

@@ -78,7 +78,7 @@ from ztnagw.config.model import ApiGateway, Config, RealServer
 from ztnagw.gateway.context import Authorization, RequestContext
 from ztnagw.gateway.interfaces import IResolver, ITunnelHandler
 from ztnagw.gateway.pool import Member, RealServerPool
-from ztnagw.gateway.realservers import RealServerRouter, configuredAddress
+from ztnagw.gateway.realservers import RealServerRouter
 from ztnagw.gateway.resolver import NameNotResolved
 from ztnagw.gateway.tunnelmatch import TunnelDestinations, TunnelPool, TunnelRoute
 from ztnagw.logs import (
@@ -552,7 +552,7 @@ class _TunnelRequest:
         config = self.context.gate.config
         refusal: Authorization | None = None
         for realServer in self._poolServers:
-            address = configuredAddress(config, realServer)
+            address = config.realServerAddress(realServer)
             if address is None:
                 return None
             authorization = self.context.authorize(self.virtualHost, self.userAgents, address)
