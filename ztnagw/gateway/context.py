@@ -30,6 +30,7 @@ keep-alive connection (L{ztnagw.device} explains why there is one judge).
 from __future__ import annotations
 
 import datetime
+import functools
 import ipaddress
 from typing import Callable, Iterable, Mapping
 
@@ -162,23 +163,16 @@ class Authorization:
         return _tagNames(self.facts.deviceTags)
 
 
-#: Sorted tag names by tag set: a device's tags are the same frozenset
-#: object request after request (see L{AccessGate.deviceTags}), and the
-#: names are needed for every traffic line.  Emptied when full.
-_TAG_NAMES: dict[frozenset[EmsTag], tuple[str, ...]] = {}
-
 #: How many entries the per-process caches of this module hold at most.
 _CACHE_LIMIT = 4096
 
 
+@functools.lru_cache(maxsize=_CACHE_LIMIT)
 def _tagNames(tags: frozenset[EmsTag]) -> tuple[str, ...]:
-    names = _TAG_NAMES.get(tags)
-    if names is None:
-        names = tuple(sorted(str(tag) for tag in tags))
-        if len(_TAG_NAMES) >= _CACHE_LIMIT:
-            _TAG_NAMES.clear()
-        _TAG_NAMES[tags] = names
-    return names
+    # Sorted tag names by tag set: a device's tags are the same frozenset
+    # request after request (see AccessGate.deviceTags), and the names are
+    # needed for every traffic line.
+    return tuple(sorted(str(tag) for tag in tags))
 
 
 #: What the client reads under each error, beyond the code's message, when
