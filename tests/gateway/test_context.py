@@ -28,6 +28,35 @@ from tests.gateway.fakes import (
 )
 from tests.support.pki import DEVICE_UID, makeCA, makeDevice
 
+#: A firewall policy that needs the tag C{Linux} of EMS 1.
+_LINUX_POLICY = """
+config firewall policy
+    edit 1
+        set srcintf "any"
+        set dstintf "any"
+        set srcaddr "all"
+        set dstaddr "vip"
+        set action accept
+        set schedule "always"
+        set ztna-ems-tag "EMS1_ZTNA_Linux"
+    next
+end
+"""
+
+#: A tagging rule of EMS 1 that tags Linux devices C{Linux}.
+_LINUX_RULE = """
+        config tagging-rule
+            edit "linux"
+                set tag "Linux"
+                config rules
+                    edit 1
+                        set type os
+                        set os linux
+                    next
+                end
+            next
+        end
+"""
 
 class FakeResponse:
     """
@@ -142,32 +171,7 @@ class AuthorizeTests(SynchronousTestCase):
         """
         Tags from the EMS's tagging rules count in the decision.
         """
-        policies = """
-config firewall policy
-    edit 1
-        set srcintf "any"
-        set dstintf "any"
-        set srcaddr "all"
-        set dstaddr "vip"
-        set action accept
-        set schedule "always"
-        set ztna-ems-tag "EMS1_ZTNA_Linux"
-    next
-end
-"""
-        rules = """
-        config tagging-rule
-            edit "linux"
-                set tag "Linux"
-                config rules
-                    edit 1
-                        set type os
-                        set os linux
-                    next
-                end
-            next
-        end
-"""
+        policies, rules = _LINUX_POLICY, _LINUX_RULE
         denied = Harness(policies, ems=rules).context().authorize(None)
         self.assertEqual(denied.decision.error, errors.TAGS_MISSING)
         allowed = Harness(policies, ems=rules, osType="Linux").context().authorize(None)
@@ -181,32 +185,7 @@ end
         next request of the same connection on, and is gone again when
         the record loses it.
         """
-        policies = """
-config firewall policy
-    edit 1
-        set srcintf "any"
-        set dstintf "any"
-        set srcaddr "all"
-        set dstaddr "vip"
-        set action accept
-        set schedule "always"
-        set ztna-ems-tag "EMS1_ZTNA_Linux"
-    next
-end
-"""
-        rules = """
-        config tagging-rule
-            edit "linux"
-                set tag "Linux"
-                config rules
-                    edit 1
-                        set type os
-                        set os linux
-                    next
-                end
-            next
-        end
-"""
+        policies, rules = _LINUX_POLICY, _LINUX_RULE
         h = Harness(policies, ems=rules)
         context = h.context()
         self.assertEqual(context.authorize(None).decision.error, errors.TAGS_MISSING)
